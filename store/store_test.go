@@ -1,0 +1,94 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func openTemp(t *testing.T) (*Store, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "state", "fleet.db")
+	s, err := Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, path
+}
+
+func TestStore_Open(t *testing.T) {
+	t.Run("a new file is created at the latest schema", func(t *testing.T) {
+		s, _ := openTemp(t)
+		v, err := s.SchemaVersion(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ms, _ := loadMigrations()
+		if v != len(ms) {
+			t.Fatalf("schema version %d, want %d", v, len(ms))
+		}
+	})
+	t.Run("reopening keeps data and does not re-run migrations", func(t *testing.T) {
+		s, path := openTemp(t)
+		ctx := context.Background()
+		if _, err := s.PinHostKey(ctx, HostKey{Address: "h:22", Machine: "h", Type: "t", Key: []byte{1}, Fingerprint: "f", FirstSeen: time.Unix(1, 0)}); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		s2, err := Open(ctx, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s2.Close()
+		if _, ok, err := s2.HostKey(ctx, "h:22"); err != nil || !ok {
+			t.Fatalf("pinned key lost after reopen: ok=%v err=%v", ok, err)
+		}
+	})
+	t.Run("a file from a newer fleet is refused", func(t *testing.T) {
+		s, path := openTemp(t)
+		if _, err := s.db.Exec("PRAGMA user_version = 999"); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		_, err := Open(context.Background(), path)
+		if !errors.Is(err, ErrNewerSchema) {
+			t.Fatalf("got %v, want ErrNewerSchema", err)
+		}
+	})
+}
+
+func TestStore_PinHostKey(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTemp(t)
+	first := HostKey{Address: "10.0.0.1:22", Machine: "a", Type: "ssh-ed25519", Key: []byte("one"), Fingerprint: "SHA256:one", FirstSeen: time.Unix(100, 0)}
+	got, err := s.PinHostKey(ctx, first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got.Key) != "one" || !got.FirstSeen.Equal(first.FirstSeen) {
+		t.Fatalf("pinned %+v", got)
+	}
+	t.Run("a second key for the same address does not replace the first", func(t *testing.T) {
+		second := first
+		second.Key, second.Fingerprint = []byte("two"), "SHA256:two"
+		got, err := s.PinHostKey(ctx, second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got.Key) != "one" {
+			t.Fatalf("second pin replaced the first: %q", got.Key)
+		}
+	})
+	t.Run("forgetting a key lets the next contact pin afresh", func(t *testing.T) {
+		ok, err := s.ForgetHostKey(ctx, first.Address)
+		if err != nil || !ok {
+			t.Fatalf("forget: ok=%v err=%v", ok, err)
+		}
+		if _, ok, _ := s.HostKey(ctx, first.Address); ok {
+			t.Fatal("key still pinned after forget")
+		}
+	})
+}
