@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/docker/docker/client"
 
 	"github.com/fleetdev/fleet/inventory"
+	"github.com/fleetdev/fleet/store"
 )
 
 // fakeEngines hands out Docker clients pointed at test HTTP servers, or an
@@ -40,7 +42,10 @@ func dockerAPI(ncpu int, mem int64, hang <-chan struct{}) http.HandlerFunc {
 			<-hang
 		}
 		w.Header().Set("Api-Version", "1.41")
+		w.Header().Set("Server", "Docker/20.10.24 (linux)")
 		switch {
+		case strings.HasSuffix(r.URL.Path, "/containers/json"):
+			fmt.Fprint(w, `[{"Id":"1"},{"Id":"2"}]`)
 		case r.URL.Path == "/_ping":
 			fmt.Fprint(w, "OK")
 		case len(r.URL.Path) > 5 && r.URL.Path[len(r.URL.Path)-5:] == "/info":
@@ -76,7 +81,7 @@ machines:
 		"d": engine(t, dockerAPI(8, 16<<30, hang)),
 	}
 	start := time.Now()
-	got := Probe(context.Background(), inv, engines, 300*time.Millisecond)
+	got := Probe(context.Background(), inv, engines, Options{Timeout: 300 * time.Millisecond})
 	if took := time.Since(start); took > 10*time.Second {
 		t.Fatalf("a hung engine held Probe for %s", took)
 	}
@@ -106,6 +111,66 @@ machines:
 		d := byName["d"]
 		if d.Status != NotReady || d.Reason != "unreachable (timed out)" {
 			t.Fatalf("%+v", d)
+		}
+	})
+}
+
+// memFacts is an in-memory FactCache.
+type memFacts map[string]store.NodeFacts
+
+func (m memFacts) NodeFacts(_ context.Context, name string) (store.NodeFacts, bool, error) {
+	f, ok := m[name]
+	return f, ok, nil
+}
+
+func (m memFacts) SaveNodeFacts(_ context.Context, f store.NodeFacts) error {
+	m[f.Name] = f
+	return nil
+}
+
+func TestProbe_FactCache(t *testing.T) {
+	inv, err := inventory.Parse("inv.yaml", []byte("machines:\n  - name: a\n    address: 10.0.0.1\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var infoCalls int
+	api := dockerAPI(8, 16<<30, nil)
+	engines := fakeEngines{"a": engine(t, func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/info") {
+			infoCalls++
+		}
+		api(w, r)
+	})}
+	now := time.Unix(1000, 0)
+	facts := memFacts{}
+	opts := Options{Facts: facts, Now: func() time.Time { return now }}
+
+	first := Probe(context.Background(), inv, engines, opts)[0]
+	if first.Status != Ready || infoCalls != 1 || facts["a"].NCPU != 8 {
+		t.Fatalf("first probe: %+v, info calls %d, facts %+v", first, infoCalls, facts)
+	}
+	t.Run("fresh facts spare the /info call and count running containers", func(t *testing.T) {
+		now = now.Add(time.Minute)
+		got := Probe(context.Background(), inv, engines, opts)[0]
+		if infoCalls != 1 || got.CPUs != 8 || got.Memory != 16<<30 || got.Containers != 2 || got.DockerVersion != "20.10.24" {
+			t.Fatalf("%+v, info calls %d", got, infoCalls)
+		}
+	})
+	t.Run("stale facts are asked again", func(t *testing.T) {
+		now = now.Add(time.Hour)
+		Probe(context.Background(), inv, engines, opts)
+		if infoCalls != 2 {
+			t.Fatalf("info calls %d, want 2", infoCalls)
+		}
+	})
+	t.Run("a changed engine version is asked again", func(t *testing.T) {
+		f := facts["a"]
+		f.DockerVersion = "19.03"
+		f.ObservedAt = now
+		facts["a"] = f
+		Probe(context.Background(), inv, engines, opts)
+		if infoCalls != 3 || facts["a"].DockerVersion != "20.10.24" {
+			t.Fatalf("info calls %d, facts %+v", infoCalls, facts["a"])
 		}
 	})
 }

@@ -1,6 +1,7 @@
 package sshexec
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -32,10 +33,13 @@ func (e *OpError) Error() string {
 func (e *OpError) Unwrap() error { return e.Err }
 
 // Timeout reports whether the step ran out of time, as a hung or cut-off
-// machine does.
+// machine does. A dial deadline may close the socket before the socket's
+// own deadline fires, leaving a "closed connection" error with the
+// context's deadline wrapped beside it, so that counts too.
 func (e *OpError) Timeout() bool {
 	var ne net.Error
-	return errors.As(e.Err, &ne) && ne.Timeout() || errors.Is(e.Err, os.ErrDeadlineExceeded)
+	return errors.As(e.Err, &ne) && ne.Timeout() || errors.Is(e.Err, os.ErrDeadlineExceeded) ||
+		errors.Is(e.Err, context.DeadlineExceeded)
 }
 
 // Reason is a short, stable classification of err for node status:

@@ -31,7 +31,7 @@ func TestHostKeyPolicy_knownHosts(t *testing.T) {
 		if _, err := cli.Ping(ctxTimeout(t)); err != nil {
 			t.Fatalf("Ping: %v", err)
 		}
-		if _, ok := pins.get(srv.addr()); ok {
+		if _, ok := pins.get(keyAddress(srv)); ok {
 			t.Error("a key found in known_hosts was also pinned")
 		}
 	})
@@ -87,8 +87,8 @@ func TestHostKeyPolicy_knownHosts(t *testing.T) {
 		if _, err := p.Client(ctxTimeout(t), "a"); err != nil {
 			t.Fatalf("Client: %v", err)
 		}
-		if _, ok := pins.get(srv.addr()); !ok {
-			t.Errorf("no key pinned for %s", srv.addr())
+		if _, ok := pins.get(keyAddress(srv)); !ok {
+			t.Errorf("no key pinned for %s", keyAddress(srv))
 		}
 	})
 
@@ -111,13 +111,13 @@ func TestHostKeyPolicy_knownHosts(t *testing.T) {
 	})
 
 	t.Run("the key type in known_hosts is the one asked for", func(t *testing.T) {
-		// The server offers ECDSA and ed25519; left to itself the client
-		// prefers ECDSA, which known_hosts does not hold.
+		// known_hosts holds the host's ECDSA key; the host also has an
+		// ed25519 key, which the client prefers when it knows nothing.
 		key := newClientKey(t)
 		srv := newTestServer(t, key)
-		ed := srv.hostSigner()
-		srv.setHostKeys(newECDSAHostKey(t), ed)
-		kh := writeKnownHosts(t, knownHostsLine(srv.addr(), ed.PublicKey()))
+		ec := newECDSAHostKey(t)
+		srv.setHostKeys(srv.hostSigner(), ec)
+		kh := writeKnownHosts(t, knownHostsLine(srv.addr(), ec.PublicKey()))
 		inv := parseInventory(t, []string{kh}, machine{name: "a", port: srv.port(), identity: key.path})
 		p := newTestPool(t, inv, nil, Config{})
 
@@ -138,9 +138,9 @@ func TestHostKeyPolicy_pins(t *testing.T) {
 		if _, err := first.Client(ctxTimeout(t), "a"); err != nil {
 			t.Fatalf("first contact: %v", err)
 		}
-		hk, ok := pins.get(srv.addr())
+		hk, ok := pins.get(keyAddress(srv))
 		if !ok {
-			t.Fatalf("no key pinned for %s; pinned: %v", srv.addr(), pins.keys)
+			t.Fatalf("no key pinned for %s; pinned: %v", keyAddress(srv), pins.keys)
 		}
 		if string(hk.Key) != string(srv.hostKey().Marshal()) || hk.Machine != "a" ||
 			hk.Type != ssh.KeyAlgoED25519 || hk.Fingerprint != ssh.FingerprintSHA256(srv.hostKey()) {
@@ -181,14 +181,17 @@ func TestHostKeyPolicy_pins(t *testing.T) {
 		if got := Reason(err); got != "host key mismatch" {
 			t.Errorf("Reason = %q, want host key mismatch", got)
 		}
-		if hk, _ := pins.get(srv.addr()); string(hk.Key) != string(old.Marshal()) {
+		if hk, _ := pins.get(keyAddress(srv)); string(hk.Key) != string(old.Marshal()) {
 			t.Error("the refused key replaced the pinned one")
 		}
 	})
 
 	t.Run("a pinned key type is the one asked for", func(t *testing.T) {
+		// First contact pins the host's only key, ECDSA.
 		key := newClientKey(t)
 		srv := newTestServer(t, key)
+		ed := srv.hostSigner()
+		srv.setHostKeys(newECDSAHostKey(t))
 		pins := newMemPins()
 		inv := parseInventory(t, nil, machine{name: "a", port: srv.port(), identity: key.path})
 		first := newTestPool(t, inv, pins, Config{})
@@ -197,12 +200,27 @@ func TestHostKeyPolicy_pins(t *testing.T) {
 		}
 		first.Close()
 
-		// The host gains an ECDSA key, which the client would otherwise
-		// prefer to the pinned ed25519 one.
-		srv.setHostKeys(newECDSAHostKey(t), srv.hostSigner())
+		// The host gains an ed25519 key, which the client would otherwise
+		// prefer to the pinned ECDSA one.
+		srv.setHostKeys(srv.hostSigner(), ed)
 		second := newTestPool(t, inv, pins, Config{})
 		if _, err := second.Client(ctxTimeout(t), "a"); err != nil {
 			t.Fatalf("second pool: %v", err)
+		}
+	})
+
+	t.Run("a host seen for the first time is asked for its ed25519 key", func(t *testing.T) {
+		key := newClientKey(t)
+		srv := newTestServer(t, key)
+		srv.setHostKeys(newECDSAHostKey(t), srv.hostSigner())
+		pins := newMemPins()
+		inv := parseInventory(t, nil, machine{name: "a", port: srv.port(), identity: key.path})
+		p := newTestPool(t, inv, pins, Config{})
+		if _, err := p.Client(ctxTimeout(t), "a"); err != nil {
+			t.Fatalf("first contact: %v", err)
+		}
+		if hk, _ := pins.get(keyAddress(srv)); hk.Type != ssh.KeyAlgoED25519 {
+			t.Errorf("pinned a %s key, want %s", hk.Type, ssh.KeyAlgoED25519)
 		}
 	})
 
@@ -304,9 +322,9 @@ func TestHostKeyPolicy_store(t *testing.T) {
 	}
 	p.Close()
 	tgt, _ := p.Target("a")
-	hk, ok, err := st.HostKey(t.Context(), tgt.Address())
+	hk, ok, err := st.HostKey(t.Context(), KeyAddress(tgt))
 	if err != nil || !ok {
-		t.Fatalf("HostKey(%s) = %v, %v; want the pinned key", tgt.Address(), ok, err)
+		t.Fatalf("HostKey(%s) = %v, %v; want the pinned key", KeyAddress(tgt), ok, err)
 	}
 	if string(hk.Key) != string(srv.hostKey().Marshal()) || !hk.FirstSeen.Equal(firstSeen) {
 		t.Errorf("pinned %+v, want the server's key first seen %s", hk, firstSeen)
@@ -328,16 +346,16 @@ func TestHostKeyPolicy_store(t *testing.T) {
 		}
 	}
 
-	// forget-key removes the pin by the target's address; the next contact
-	// pins the new key.
-	removed, err := st.ForgetHostKey(t.Context(), tgt.Address())
+	// forget-key removes the pin by KeyAddress; the next contact pins the
+	// new key.
+	removed, err := st.ForgetHostKey(t.Context(), KeyAddress(tgt))
 	if err != nil || !removed {
-		t.Fatalf("ForgetHostKey(%s) = %v, %v; want the pin removed", tgt.Address(), removed, err)
+		t.Fatalf("ForgetHostKey(%s) = %v, %v; want the pin removed", KeyAddress(tgt), removed, err)
 	}
 	if _, err := newPool().Client(ctxTimeout(t), "a"); err != nil {
 		t.Fatalf("contact after forgetting the key: %v", err)
 	}
-	hk, _, _ = st.HostKey(t.Context(), tgt.Address())
+	hk, _, _ = st.HostKey(t.Context(), KeyAddress(tgt))
 	if string(hk.Key) != string(srv.hostKey().Marshal()) {
 		t.Error("the new key was not pinned")
 	}

@@ -11,6 +11,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/docker/docker/client"
@@ -60,6 +61,8 @@ func (c *Config) setDefaults() {
 	}
 }
 
+var errPoolClosed = errors.New("sshexec: pool is closed")
+
 // Pool holds one SSH connection per machine of an inventory, dialled on
 // first use and redialled (with backoff) after it breaks.
 type Pool struct {
@@ -69,7 +72,7 @@ type Pool struct {
 
 	mu     sync.Mutex
 	hosts  map[string]*host
-	closed bool
+	closed atomic.Bool // read under a host's mu, which Close takes after setting it
 }
 
 type host struct {
@@ -130,6 +133,11 @@ func (p *Pool) Client(ctx context.Context, name string) (*ssh.Client, error) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if p.closed.Load() {
+		// Close has passed or is waiting for h.mu: a connection dialled
+		// now would never be closed.
+		return nil, errPoolClosed
+	}
 	if h.client != nil {
 		return h.client, nil
 	}
@@ -150,8 +158,6 @@ func (p *Pool) Client(ctx context.Context, name string) (*ssh.Client, error) {
 		h.failures++
 		h.lastErr = err
 		h.nextTry = time.Now().Add(p.cfg.Backoff.Delay(h.failures))
-		// A host key mismatch will not fix itself; keep refusing without
-		// dialling again at the usual pace.
 		return nil, err
 	}
 	h.failures, h.lastErr, h.nextTry = 0, nil, time.Time{}
@@ -277,7 +283,14 @@ func (p *Pool) dial(ctx context.Context, t *Target) (*ssh.Client, func(), error)
 	sc, chans, reqs, err := ssh.NewClientConn(conn, t.Address(), cfg)
 	closeAuth()
 	if !stop() {
-		err = errors.Join(err, ctx.Err())
+		// Cancellation or the deadline closed the socket under the
+		// handshake; say which, on one line (errors.Join would add a
+		// newline to a status message).
+		if err == nil {
+			err = ctx.Err()
+		} else {
+			err = fmt.Errorf("%w: %w", err, ctx.Err())
+		}
 	}
 	if err != nil {
 		conn.Close()
@@ -288,7 +301,7 @@ func (p *Pool) dial(ctx context.Context, t *Target) (*ssh.Client, func(), error)
 			return fail(StepHostKey, err)
 		case strings.Contains(err.Error(), "unable to authenticate"):
 			return fail(StepAuth, fmt.Errorf("%w (user %q)", err, t.User))
-		case ctx.Err() != nil && !errors.Is(err, context.DeadlineExceeded):
+		case ctx.Err() != nil && !errors.Is(err, ctx.Err()):
 			return fail(StepHandshake, fmt.Errorf("%w: %w", err, ctx.Err()))
 		}
 		return fail(StepHandshake, err)
@@ -337,10 +350,9 @@ func (p *Pool) Docker(name string) (*client.Client, error) {
 func (p *Pool) Close() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed {
+	if p.closed.Swap(true) {
 		return nil
 	}
-	p.closed = true
 	for _, h := range p.hosts {
 		h.mu.Lock()
 		if h.docker != nil {
@@ -352,6 +364,8 @@ func (p *Pool) Close() error {
 		if h.release != nil {
 			h.release()
 		}
+		// watch's forget must not release the jump host a second time.
+		h.client, h.release = nil, nil
 		h.mu.Unlock()
 	}
 	return nil

@@ -112,7 +112,7 @@ func TestPool_Client(t *testing.T) {
 		}
 	})
 
-	t.Run("an unreadable identity file is an auth error without dialling the handshake", func(t *testing.T) {
+	t.Run("an unreadable identity file is an auth error before any handshake", func(t *testing.T) {
 		key := newClientKey(t)
 		srv := newTestServer(t, key)
 		kh := writeKnownHosts(t, knownHostsLine(srv.addr(), srv.hostKey()))
@@ -296,25 +296,24 @@ func TestPool_Client_keepalive(t *testing.T) {
 		inv := parseInventory(t, []string{kh}, machine{name: "a", port: srv.port(), identity: key.path})
 		p := newTestPool(t, inv, nil, Config{
 			KeepaliveInterval: 20 * time.Millisecond,
-			KeepaliveTimeout:  50 * time.Millisecond,
+			KeepaliveTimeout:  200 * time.Millisecond,
 		})
 
 		old, err := p.Client(ctxTimeout(t), "a")
 		if err != nil {
 			t.Fatalf("Client: %v", err)
 		}
+		closed := make(chan struct{})
+		go func() {
+			old.Wait() // returns once the pool has closed the connection
+			close(closed)
+		}()
 		srv.dropKeepalives.Store(true)
-		waitFor(t, "the hung connection to be closed", func() bool {
-			// Wait returns once the pool has closed the connection.
-			done := make(chan struct{})
-			go func() { old.Wait(); close(done) }()
-			select {
-			case <-done:
-				return true
-			case <-time.After(50 * time.Millisecond):
-				return false
-			}
-		})
+		select {
+		case <-closed:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the pool did not close a connection whose keepalives went unanswered")
+		}
 		srv.dropKeepalives.Store(false)
 		waitFor(t, "a new connection", func() bool {
 			c, err := p.Client(ctxTimeout(t), "a")
@@ -323,8 +322,10 @@ func TestPool_Client_keepalive(t *testing.T) {
 			}
 			return c != old
 		})
-		if n := srv.accepts.Load(); n != 2 {
-			t.Errorf("server accepted %d connections, want 2", n)
+		// More than 2 would mean a slow machine tripped the keepalive
+		// timeout again; that is not what this test is about.
+		if n := srv.accepts.Load(); n < 2 {
+			t.Errorf("server accepted %d connections, want a second one", n)
 		}
 	})
 }
@@ -428,7 +429,7 @@ func TestPool_Client_backoff(t *testing.T) {
 			if err != nil && strings.Contains(err.Error(), "next attempt in") {
 				t.Fatalf("Client after a success was held back by backoff: %v", err)
 			}
-			return srv.accepts.Load() == 3
+			return srv.accepts.Load() >= 3
 		})
 	})
 }
@@ -704,10 +705,12 @@ func newRawListener(t *testing.T, hangup bool) *silentListener {
 			if err != nil {
 				return
 			}
+			// Count before hanging up, so a client that sees the hang-up
+			// also sees the count.
+			l.n <- c
 			if hangup {
 				c.Close()
 			}
-			l.n <- c
 		}
 	}()
 	t.Cleanup(func() {

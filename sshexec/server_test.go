@@ -138,6 +138,12 @@ func newTestServer(t *testing.T, client clientKey) *testServer {
 // addr is host:port, as a Target's Address.
 func (s *testServer) addr() string { return s.ln.Addr().String() }
 
+// keyAddress is where the server's key is pinned, as KeyAddress gives it
+// for a target naming the server.
+func keyAddress(s *testServer) string {
+	return KeyAddress(&Target{Host: "127.0.0.1", Port: s.port()})
+}
+
 func (s *testServer) port() int { return s.ln.Addr().(*net.TCPAddr).Port }
 
 // hostKey is the server's first host key.

@@ -128,12 +128,14 @@ func resolve(inv *inventory.Inventory, m inventory.Machine, cfg SSHConfig, seen 
 // machine being reached through it.
 func parseJump(s string, via *Target) (*Target, error) {
 	j := &Target{Name: s, User: via.User, Port: 22, IdentityFile: via.IdentityFile, Agent: via.Agent}
-	if u, rest, ok := strings.Cut(s, "@"); ok {
-		j.User, s = u, rest
+	// The last @ ends the user, as the inventory's validation reads it.
+	if i := strings.LastIndex(s, "@"); i >= 0 {
+		j.User, s = s[:i], s[i+1:]
 	}
 	host, port, err := net.SplitHostPort(s)
 	if err != nil {
-		host = s
+		// No port: an IPv6 address may still be bracketed.
+		host = strings.TrimSuffix(strings.TrimPrefix(s, "["), "]")
 	} else {
 		p, err := strconv.Atoi(port)
 		if err != nil || p < 1 || p > 65535 {

@@ -123,6 +123,13 @@ Host badport
 				Jump: &Target{Name: "admin@jump.example.com:2222", Host: "jump.example.com", Port: 2222, User: "admin", IdentityFile: "/keys/id"}},
 		},
 		{
+			name:      "a proxyJump user ends at the last @",
+			inventory: "machines:\n- {name: inner, address: 192.168.1.5, user: deploy, proxyJump: \"ops@corp@jump.example.com\"}\n",
+			machine:   "inner",
+			want: Target{Name: "inner", Host: "192.168.1.5", Port: 22, User: "deploy",
+				Jump: &Target{Name: "ops@corp@jump.example.com", Host: "jump.example.com", Port: 22, User: "ops@corp"}},
+		},
+		{
 			name:      "a bare host proxyJump takes port 22 and the machine's user",
 			inventory: "machines:\n- {name: inner, address: 192.168.1.5, user: deploy, proxyJump: jump.example.com}\n",
 			machine:   "inner",

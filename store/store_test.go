@@ -92,3 +92,23 @@ func TestStore_PinHostKey(t *testing.T) {
 		}
 	})
 }
+
+func TestStore_NodeFacts(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTemp(t)
+	if _, ok, err := s.NodeFacts(ctx, "a"); ok || err != nil {
+		t.Fatalf("facts for an unseen node: ok=%v err=%v", ok, err)
+	}
+	f := NodeFacts{Name: "a", Address: "10.0.0.1", EngineID: "E1", DockerVersion: "20.10", NCPU: 2, MemTotal: 1 << 30, ObservedAt: time.Unix(5, 0).UTC()}
+	if err := s.SaveNodeFacts(ctx, f); err != nil {
+		t.Fatal(err)
+	}
+	f.NCPU, f.ObservedAt = 4, time.Unix(9, 0).UTC()
+	if err := s.SaveNodeFacts(ctx, f); err != nil {
+		t.Fatal(err)
+	}
+	got, ok, err := s.NodeFacts(ctx, "a")
+	if err != nil || !ok || got != f {
+		t.Fatalf("got %+v ok=%v err=%v, want the second save %+v", got, ok, err, f)
+	}
+}

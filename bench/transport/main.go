@@ -85,11 +85,11 @@ func main() {
 		return p
 	}
 	pool := newPool()
-	node.Probe(ctx, inv, pool, 5*time.Second)
+	node.Probe(ctx, inv, pool, node.Options{Timeout: 5 * time.Second, Facts: st})
 	var warm []time.Duration
 	for i := 0; i < *runs; i++ {
 		start := time.Now()
-		sts := node.Probe(ctx, inv, pool, 5*time.Second)
+		sts := node.Probe(ctx, inv, pool, node.Options{Timeout: 5 * time.Second, Facts: st})
 		warm = append(warm, time.Since(start))
 		for _, s := range sts {
 			if s.Status != node.Ready {

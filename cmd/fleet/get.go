@@ -38,7 +38,7 @@ func getNodes(cmd *cobra.Command, g *globals, output string) error {
 		return err
 	}
 	defer s.Close()
-	statuses := node.Probe(cmd.Context(), s.inv, s.pool, g.dialTimeout)
+	statuses := node.Probe(cmd.Context(), s.inv, s.pool, node.Options{Timeout: g.dialTimeout + 2*time.Second, Facts: s.store})
 	w := cmd.OutOrStdout()
 	if output == "json" || output == "yaml" {
 		return printList(w, output, statuses)
