@@ -6,6 +6,7 @@ package image
 
 import (
 	"archive/tar"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -210,7 +211,7 @@ func Push(ctx context.Context, src Source, ref string, targets []Target) ([]Resu
 			l.run(ctx, ref, id)
 		}()
 	}
-	copyErr := fanout(rc, writers)
+	copyErr := fanout(compressed(rc), writers)
 	lwg.Wait()
 	for k, i := range need {
 		l := loaders[k]
@@ -256,6 +257,10 @@ type loader struct {
 
 func (l *loader) run(ctx context.Context, ref, id string) {
 	cr := &countingReader{r: l.r}
+	// The load's body is a stream that cannot be replayed, so it must not
+	// ride an idle keep-alive connection the engine may already have
+	// closed: Go's transport retries only replayable requests.
+	l.target.Docker.HTTPClient().CloseIdleConnections()
 	resp, err := l.target.Docker.ImageLoad(ctx, cr, client.ImageLoadWithQuiet(true))
 	if err == nil {
 		err = readMessages(resp.Body)
@@ -285,27 +290,41 @@ func errDropped(err error) error {
 	return fmt.Errorf("machine dropped from stream: %w", err)
 }
 
-// fanout copies src to every writer, dropping a writer whose reader has
-// gone away (its machine failed) instead of stopping the others.
+// fanout copies src to every writer, each fed by its own queue so a
+// machine that is slow for a moment does not stall the others (a machine
+// more than fanoutQueue chunks behind does make the source wait, which
+// bounds memory). A writer whose reader has gone away (its machine failed)
+// is dropped instead of stopping the others.
 func fanout(src io.Reader, ws []*io.PipeWriter) error {
-	buf := make([]byte, 256<<10)
-	alive := make([]bool, len(ws))
-	for i := range alive {
-		alive[i] = true
-	}
-	var err error
-	for {
-		n, rerr := src.Read(buf)
-		if n > 0 {
-			for i, w := range ws {
-				if alive[i] {
-					if _, werr := w.Write(buf[:n]); werr != nil {
-						alive[i] = false
+	queues := make([]chan []byte, len(ws))
+	var wg sync.WaitGroup
+	for i, w := range ws {
+		q := make(chan []byte, fanoutQueue)
+		queues[i] = q
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			dead := false
+			for chunk := range q {
+				if !dead {
+					if _, err := w.Write(chunk); err != nil {
+						dead = true
 					}
 				}
 			}
+		}()
+	}
+	var err error
+	for {
+		// A fresh buffer per chunk: every queue holds it until written.
+		buf := make([]byte, fanoutChunk)
+		n, rerr := io.ReadFull(src, buf)
+		if n > 0 {
+			for _, q := range queues {
+				q <- buf[:n]
+			}
 		}
-		if rerr == io.EOF {
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
 			break
 		}
 		if rerr != nil {
@@ -313,10 +332,36 @@ func fanout(src io.Reader, ws []*io.PipeWriter) error {
 			break
 		}
 	}
+	for _, q := range queues {
+		close(q)
+	}
+	wg.Wait()
 	for _, w := range ws {
 		w.CloseWithError(err)
 	}
 	return err
+}
+
+const (
+	fanoutChunk = 256 << 10
+	fanoutQueue = 4 // chunks: 1 MiB a machine may fall behind
+)
+
+// compressed gzips the archive once for every machine: docker load takes
+// gzip, layers in a save are uncompressed tars, and the bytes that do not
+// cross SSH are the cheapest (each host's sshd pays per byte; on a shared
+// link so does everyone).
+func compressed(r io.Reader) io.Reader {
+	pr, pw := io.Pipe()
+	go func() {
+		zw, _ := gzip.NewWriterLevel(pw, gzip.BestSpeed)
+		_, err := io.Copy(zw, r)
+		if cerr := zw.Close(); err == nil {
+			err = cerr
+		}
+		pw.CloseWithError(err)
+	}()
+	return pr
 }
 
 type countingReader struct {
