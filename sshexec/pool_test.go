@@ -196,9 +196,11 @@ func TestPool_Client(t *testing.T) {
 			if !errors.Is(err, context.Canceled) {
 				t.Errorf("err = %v, want one matching context.Canceled", err)
 			}
+			// The listener may count the accept before the dialler returns,
+			// so the cancel can land in either step.
 			var op *OpError
-			if !errors.As(err, &op) || op.Step != StepHandshake {
-				t.Errorf("err = %v, want an OpError at step %q", err, StepHandshake)
+			if !errors.As(err, &op) || (op.Step != StepHandshake && op.Step != StepConnect) {
+				t.Errorf("err = %v, want an OpError at step %q or %q", err, StepConnect, StepHandshake)
 			}
 		case <-time.After(10 * time.Second):
 			t.Fatal("Client did not return after ctx was cancelled")
