@@ -1,5 +1,6 @@
 # fleet — see README.md. `make demo` runs fleet on a local sandbox;
 # `make test` runs every test, end-to-end ones included.
+SHELL     := /bin/bash
 GO        ?= go
 BIN       := bin/fleet
 VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
