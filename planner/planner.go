@@ -1,0 +1,340 @@
+package planner
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ErrInvalidState is wrapped by every error Compute returns: the input
+// contradicts itself, and planning again will not help until it changes.
+var ErrInvalidState = errors.New("planner: invalid state")
+
+// Compute is the pure planner: no I/O, no clock, no logging. It diffs the
+// desired workloads against the observed pods and returns the steps that
+// converge them, in a deterministic order, with a reason on every step.
+//
+// now is part of the contract for time-based decisions (backoff, minimum
+// ready time); the current rules use none.
+//
+// Capacity is reckoned for the state after the plan: pods the plan stops
+// (surplus and pruned) free their requests for every placement, wherever
+// their Stop appears in the step order, and a Replace holds both the old
+// and the new pod's requests (start-first).
+func Compute(s State, now time.Time) (Plan, error) {
+	pods, err := validate(s)
+	if err != nil {
+		return Plan{}, err
+	}
+	sched := newScheduler(s.Nodes)
+
+	// Diff: which pods count, which stop, what is missing, what is stale.
+	workloads := make([]*diff, len(s.Workloads))
+	byKey := make(map[string]*diff, len(s.Workloads))
+	for i := range s.Workloads {
+		d := &diff{w: &s.Workloads[i], key: s.Workloads[i].Key()}
+		workloads[i] = d
+		byKey[d.key] = d
+	}
+	slices.SortFunc(workloads, func(a, b *diff) int { return strings.Compare(a.key, b.key) })
+
+	stopped := make([]bool, len(pods))
+	var prune []int
+	for i := range pods {
+		p := &pods[i]
+		_, ready := sched.ready(p.Node)
+		d := byKey[p.Namespace+"/"+p.Owner]
+		switch {
+		case d == nil:
+			// Unreachable pods cannot be stopped; they are retried when
+			// their machine returns.
+			if s.Prune && ready {
+				prune = append(prune, i)
+				stopped[i] = true
+			}
+		case ready:
+			d.current = append(d.current, i)
+		default:
+			d.lost = append(d.lost, i)
+		}
+	}
+	for _, d := range workloads {
+		d.scaleDown(pods, stopped)
+	}
+
+	// Capacity in use by every pod that stays on a Ready machine.
+	for i := range pods {
+		if n, ready := sched.ready(pods[i].Node); ready && !stopped[i] {
+			sched.use(n, pods[i].MilliCPU, pods[i].Memory)
+		}
+	}
+
+	names := newNamer(pods)
+	var plan Plan
+	for _, d := range workloads {
+		plan.Steps = append(plan.Steps, d.stops...)
+		d.placeAll(pods, sched, names, &plan)
+	}
+
+	slices.SortFunc(prune, func(a, b int) int {
+		return cmp.Or(
+			strings.Compare(pods[a].Namespace, pods[b].Namespace),
+			strings.Compare(pods[a].Owner, pods[b].Owner),
+			strings.Compare(pods[a].Name, pods[b].Name))
+	})
+	for _, i := range prune {
+		p := &pods[i]
+		plan.Steps = append(plan.Steps, Stop{Workload: p.Namespace + "/" + p.Owner, Pod: p.Name, Node: p.Node, Reason: "not desired"})
+	}
+	return plan, nil
+}
+
+// diff is one workload's desired state against its observed pods. Pods
+// are indices into the validated pod list.
+type diff struct {
+	w       *Workload
+	key     string
+	current []int // on Ready machines
+	lost    []int // on NotReady or unknown machines
+	kept    []int // current minus surplus stops
+	stops   []Step
+}
+
+func (d *diff) outOfDate(p *Pod) bool { return p.SpecHash != d.w.SpecHash }
+
+// scaleDown picks the surplus pods to stop: out-of-date first, then from
+// the machine holding the most pods of this workload (recounted after each
+// pick, so the survivors stay spread), then newest, then name descending.
+func (d *diff) scaleDown(pods []Pod, stopped []bool) {
+	surplus := len(d.current) - d.w.Replicas
+	if surplus <= 0 {
+		d.kept = d.current
+		return
+	}
+	// Per machine, candidates in stop order; a pick takes the best head.
+	before := func(a, b int) int {
+		pa, pb := &pods[a], &pods[b]
+		if oa, ob := d.outOfDate(pa), d.outOfDate(pb); oa != ob {
+			if oa {
+				return -1
+			}
+			return 1
+		}
+		return cmp.Or(pb.Created.Compare(pa.Created), strings.Compare(pb.Name, pa.Name))
+	}
+	groups := map[string][]int{}
+	for _, i := range d.current {
+		groups[pods[i].Node] = append(groups[pods[i].Node], i)
+	}
+	queues := make([][]int, 0, len(groups))
+	for _, q := range groups {
+		slices.SortFunc(q, before)
+		queues = append(queues, q)
+	}
+	slices.SortFunc(queues, func(a, b []int) int { return strings.Compare(pods[a[0]].Node, pods[b[0]].Node) })
+
+	reason := fmt.Sprintf("scale down %d → %d", len(d.current), d.w.Replicas)
+	for range surplus {
+		best := -1
+		for qi, q := range queues {
+			if len(q) == 0 {
+				continue
+			}
+			if best < 0 {
+				best = qi
+				continue
+			}
+			bq := queues[best]
+			if pa, pb := &pods[q[0]], &pods[bq[0]]; d.outOfDate(pa) != d.outOfDate(pb) {
+				if d.outOfDate(pa) {
+					best = qi
+				}
+				continue
+			}
+			if len(q) != len(bq) {
+				if len(q) > len(bq) {
+					best = qi
+				}
+				continue
+			}
+			if before(q[0], bq[0]) < 0 {
+				best = qi
+			}
+		}
+		i := queues[best][0]
+		queues[best] = queues[best][1:]
+		stopped[i] = true
+		d.stops = append(d.stops, Stop{Workload: d.key, Pod: pods[i].Name, Node: pods[i].Node, Reason: reason})
+	}
+	for _, i := range d.current {
+		if !stopped[i] {
+			d.kept = append(d.kept, i)
+		}
+	}
+}
+
+// placeAll appends the workload's Runs (missing replicas) and then its
+// Replaces (out-of-date pods), and its Unplaceable if any.
+func (d *diff) placeAll(pods []Pod, sched *scheduler, names *namer, plan *Plan) {
+	w := d.w
+	clear(sched.count)
+	for _, i := range d.kept {
+		n, _ := sched.ready(pods[i].Node)
+		sched.count[n]++
+	}
+	eligible := sched.eligible(w)
+	unplaced := 0
+	var why string
+	fail := func() {
+		if unplaced == 0 {
+			why = summarise(len(sched.nodes), sched.rejections(w))
+		}
+		unplaced++
+	}
+
+	// Missing replicas: first those lost with their machine, then growth.
+	missing := w.Replicas - len(d.kept)
+	slices.SortFunc(d.lost, func(a, b int) int { return strings.Compare(pods[a].Name, pods[b].Name) })
+	scaleUp := fmt.Sprintf("scale up %d → %d", len(d.kept)+len(d.lost), w.Replicas)
+	for k := range max(missing, 0) {
+		reason := scaleUp
+		if k < len(d.lost) {
+			p := &pods[d.lost[k]]
+			reason = fmt.Sprintf("replace %s lost with %s (%s)", p.Name, p.Node, sched.nodeProblem(p.Node))
+		}
+		n, ok := sched.place(w, eligible)
+		if !ok {
+			fail()
+			continue
+		}
+		plan.Steps = append(plan.Steps, Run{Workload: d.key, Pod: names.next(w), Node: sched.nodes[n].Name, SpecHash: w.SpecHash, Revision: w.Revision, Reason: reason})
+	}
+
+	// Out-of-date pods, start-first. The old pod no longer counts for
+	// spread (it is going) but keeps its capacity until the new one runs,
+	// so the new pod lands on the same machine when that is best and fits.
+	var stale []int
+	for _, i := range d.kept {
+		if d.outOfDate(&pods[i]) {
+			stale = append(stale, i)
+		}
+	}
+	slices.SortFunc(stale, func(a, b int) int { return strings.Compare(pods[a].Name, pods[b].Name) })
+	for _, i := range stale {
+		old := &pods[i]
+		on, _ := sched.ready(old.Node)
+		sched.count[on]--
+		n, ok := sched.place(w, eligible)
+		if !ok {
+			sched.count[on]++
+			fail()
+			continue
+		}
+		reason := fmt.Sprintf("spec changed (revision %d → %d)", old.Revision, w.Revision)
+		plan.Steps = append(plan.Steps, Replace{
+			Old: Stop{Workload: d.key, Pod: old.Name, Node: old.Node, Reason: reason},
+			New: Run{Workload: d.key, Pod: names.next(w), Node: sched.nodes[n].Name, SpecHash: w.SpecHash, Revision: w.Revision, Reason: reason},
+		})
+	}
+	if unplaced > 0 {
+		plan.Unplaceable = append(plan.Unplaceable, Unplaceable{Workload: d.key, Count: unplaced, Reason: why})
+	}
+}
+
+// nodeProblem says why a pod's machine does not count: "NotReady:
+// unreachable", or "not in inventory".
+func (s *scheduler) nodeProblem(name string) string {
+	i, ok := s.byName[name]
+	switch {
+	case !ok:
+		return "not in inventory"
+	case s.nodes[i].NotReadyReason == "":
+		return "NotReady"
+	default:
+		return "NotReady: " + s.nodes[i].NotReadyReason
+	}
+}
+
+// namer hands out pod names "<workload>-<hash[:8]>-<n>", n the smallest
+// index no pod of the namespace uses, whatever its machine or state.
+type namer struct {
+	used map[string]struct{} // namespace + "/" + pod name
+	// from remembers, per prefix, the index below which all are taken:
+	// names only ever get used, so the search resumes there.
+	from map[string]int
+}
+
+func newNamer(pods []Pod) *namer {
+	n := &namer{used: make(map[string]struct{}, len(pods)), from: map[string]int{}}
+	for i := range pods {
+		n.used[pods[i].Namespace+"/"+pods[i].Name] = struct{}{}
+	}
+	return n
+}
+
+func (n *namer) next(w *Workload) string {
+	hash := w.SpecHash
+	if len(hash) > 8 {
+		hash = hash[:8]
+	}
+	prefix := w.Namespace + "/" + w.Name + "-" + hash + "-"
+	for k := n.from[prefix]; ; k++ {
+		key := prefix + strconv.Itoa(k)
+		if _, taken := n.used[key]; !taken {
+			n.used[key] = struct{}{}
+			n.from[prefix] = k + 1
+			return key[len(w.Namespace)+1:]
+		}
+	}
+}
+
+// validate rejects contradictory input, naming the offender, and returns
+// the pods with exact repeats (same pod, same machine) collapsed.
+func validate(s State) ([]Pod, error) {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidState}, args...)...))
+	}
+	nodes := make(map[string]bool, len(s.Nodes))
+	for _, n := range s.Nodes {
+		if nodes[n.Name] {
+			bad("machine %q listed twice", n.Name)
+		}
+		nodes[n.Name] = true
+	}
+	keys := make(map[string]bool, len(s.Workloads))
+	for _, w := range s.Workloads {
+		k := w.Key()
+		if keys[k] {
+			bad("workload %s listed twice", k)
+		}
+		keys[k] = true
+		if w.Replicas < 0 {
+			bad("workload %s: negative replicas %d", k, w.Replicas)
+		}
+		if w.MilliCPU < 0 || w.Memory < 0 {
+			bad("workload %s: negative resource request", k)
+		}
+	}
+	pods := make([]Pod, 0, len(s.Pods))
+	where := make(map[string]string, len(s.Pods)) // namespace/name → machine
+	for _, p := range s.Pods {
+		k := p.Namespace + "/" + p.Name
+		if node, seen := where[k]; seen {
+			if node != p.Node {
+				bad("pod %s found on both %s and %s", k, node, p.Node)
+			}
+			continue
+		}
+		where[k] = p.Node
+		pods = append(pods, p)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return pods, nil
+}
