@@ -18,7 +18,7 @@ import (
 )
 
 // hostCount is the size of the shared sandbox.
-const hostCount = 3
+const hostCount = 10
 
 var (
 	fleetBin string

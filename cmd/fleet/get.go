@@ -13,22 +13,44 @@ import (
 
 func newGetCmd(g *globals) *cobra.Command {
 	var output string
+	var ns nsFlags
 	cmd := &cobra.Command{
-		Use:   "get RESOURCE",
-		Short: "Show resources: nodes",
+		Use:   "get RESOURCE[,RESOURCE...]",
+		Short: "Show resources: nodes, deploy, pods, ns, events",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			switch args[0] {
-			case "nodes", "node", "no":
-				return getNodes(cmd, g, output)
+			kinds := strings.Split(args[0], ",")
+			for i, k := range kinds {
+				if i > 0 && output != "json" && output != "yaml" {
+					fmt.Fprintln(cmd.OutOrStdout())
+				}
+				var err error
+				switch k {
+				case "nodes", "node", "no":
+					err = getNodes(cmd, g, output)
+				case "deploy", "deployment", "deployments":
+					err = getDeployments(cmd, g, ns, output)
+				case "pods", "pod", "po":
+					err = getPods(cmd, g, ns, output)
+				case "ns", "namespace", "namespaces":
+					err = getNamespaces(cmd, g, output)
+				case "events", "event", "ev":
+					err = getEvents(cmd, g, ns, output)
+				default:
+					err = fmt.Errorf("get %s: unknown resource type (known: nodes, deploy, pods, ns, events)", k)
+				}
+				if err != nil {
+					return err
+				}
 			}
-			return fmt.Errorf("get %s: unknown resource type (known: nodes)", args[0])
+			return nil
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, wide, json or yaml")
+	ns.add(cmd)
 	return cmd
 }
 

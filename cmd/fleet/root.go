@@ -43,7 +43,8 @@ func newRootCmd() *cobra.Command {
 	pf.StringVar(&g.state, "state", envOr("FLEET_STATE", "fleet.db"), "state file, created on first use (env FLEET_STATE)")
 	pf.DurationVar(&g.dialTimeout, "dial-timeout", 2*time.Second, "time allowed to connect and authenticate to one machine")
 	pf.BoolVarP(&g.verbose, "verbose", "v", false, "log connection events to stderr")
-	root.AddCommand(newSandboxCmd(), newGetCmd(g), newImageCmd(g), newNodeCmd(g), newVersionCmd())
+	root.AddCommand(newSandboxCmd(), newGetCmd(g), newImageCmd(g), newNodeCmd(g), newVersionCmd(),
+		newApplyCmd(g), newPlanCmd(g), newDiffCmd(g), newScaleCmd(g), newDeleteCmd(g), newReconcileCmd(g), newDescribeCmd(g))
 	return root
 }
 
@@ -52,6 +53,7 @@ type session struct {
 	inv   *inventory.Inventory
 	store *store.Store
 	pool  *sshexec.Pool
+	log   *slog.Logger
 }
 
 func (s *session) Close() {
@@ -102,7 +104,7 @@ func (g *globals) open(ctx context.Context) (*session, error) {
 		st.Close()
 		return nil, err
 	}
-	return &session{inv: inv, store: st, pool: pool}, nil
+	return &session{inv: inv, store: st, pool: pool, log: logger}, nil
 }
 
 // version is set at build time with -ldflags "-X main.version=…".

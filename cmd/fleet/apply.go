@@ -1,0 +1,318 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fleetdev/fleet/reconciler"
+	"github.com/fleetdev/fleet/spec"
+	"github.com/fleetdev/fleet/store"
+)
+
+// kindResource is how kubectl names each kind in its output.
+var kindResource = map[string]string{
+	"Namespace":  "namespace",
+	"Deployment": "deployment.apps",
+	"Service":    "service",
+}
+
+// manifestFlags are -f and -n for commands that read manifests.
+type manifestFlags struct {
+	files     []string
+	namespace string
+}
+
+func (m *manifestFlags) add(cmd *cobra.Command) {
+	cmd.Flags().StringSliceVarP(&m.files, "filename", "f", nil, "manifest files or directories (recursive, *.yaml/*.yml), or - for stdin")
+	cmd.Flags().StringVarP(&m.namespace, "namespace", "n", "", "namespace for objects that name none (default \"default\")")
+}
+
+// load parses and validates every manifest; nothing is touched on error.
+func (m *manifestFlags) load(cmd *cobra.Command) (spec.Result, error) {
+	if len(m.files) == 0 {
+		return spec.Result{}, errors.New("no manifests: give -f FILE, -f DIR or -f -")
+	}
+	ns := m.namespace
+	if ns == "" {
+		ns = "default"
+	}
+	res, err := spec.Load(m.files, cmd.InOrStdin(), ns)
+	if err != nil {
+		return spec.Result{}, fmt.Errorf("invalid manifests; nothing was applied:\n%w", err)
+	}
+	for _, w := range res.Warnings {
+		fmt.Fprintln(cmd.ErrOrStderr(), "warning:", w.String())
+	}
+	return res, nil
+}
+
+// writes turns objects into store writes, after checking that every
+// namespace they use exists or is created alongside.
+func writes(ctx context.Context, st *store.Store, objs []spec.Object, cause string) ([]store.Write, error) {
+	known := map[string]bool{"default": true}
+	for _, o := range objs {
+		if o.Metadata().Kind == "Namespace" {
+			known[o.Metadata().Name] = true
+		}
+	}
+	stored, err := st.List(ctx, "Namespace", "")
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range stored {
+		known[o.Name] = true
+	}
+	var out []store.Write
+	var problems []string
+	for _, o := range objs {
+		m := o.Metadata()
+		ns := m.Namespace
+		if m.Kind == "Namespace" {
+			ns = ""
+		} else if !known[ns] {
+			problems = append(problems, fmt.Sprintf("%s:%d: %s/%s: namespace %q does not exist: apply a Namespace object named %s first (or in the same apply)",
+				m.Source.File, m.Source.Line, m.Kind, m.Name, ns, ns))
+			continue
+		}
+		b, err := json.Marshal(o)
+		if err != nil {
+			return nil, err
+		}
+		w := store.Write{Kind: m.Kind, Namespace: ns, Name: m.Name, Spec: b}
+		if d, ok := o.(*spec.Deployment); ok {
+			w.TemplateHash = d.PodSpecHash()
+			w.ChangeCause = cause
+			if c := d.Annotations["kubernetes.io/change-cause"]; c != "" {
+				w.ChangeCause = c
+			}
+		}
+		out = append(out, w)
+	}
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("invalid manifests; nothing was applied:\n%s", strings.Join(problems, "\n"))
+	}
+	return out, nil
+}
+
+func newApplyCmd(g *globals) *cobra.Command {
+	var mf manifestFlags
+	var wf waitFlags
+	cmd := &cobra.Command{
+		Use:   "apply -f FILE",
+		Short: "Record the desired state from manifests and make the machines match it",
+		Long: "Validates every manifest first: one invalid document applies nothing.\n" +
+			"Then records the objects in the state file and, unless --wait=false, runs\n" +
+			"reconcile passes until the rollout is complete (or `fleet serve` does it).",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			res, err := mf.load(cmd)
+			if err != nil {
+				return err
+			}
+			s, err := g.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			ws, err := writes(cmd.Context(), s.store, res.Objects, "fleet apply -f "+strings.Join(mf.files, ","))
+			if err != nil {
+				return err
+			}
+			applied, err := s.store.Apply(cmd.Context(), ws, time.Now())
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			for i, a := range applied {
+				fmt.Fprintf(out, "%s/%s %s\n", kindResource[a.Kind], a.Name, a.Outcome)
+				if svc, ok := res.Objects[i].(*spec.Service); ok && (svc.Type == "ClusterIP" || svc.Type == "ExternalName") {
+					fmt.Fprintf(out, "  note: %s services are stored and validated; fleet does not route them yet\n", svc.Type)
+				}
+			}
+			if !wf.wait {
+				return nil
+			}
+			return converge(cmd, s, g, reconciler.Options{Prune: true}, wf)
+		},
+	}
+	mf.add(cmd)
+	wf.add(cmd)
+	return cmd
+}
+
+// waitFlags are --wait and --timeout.
+type waitFlags struct {
+	wait    bool
+	timeout time.Duration
+}
+
+func (w *waitFlags) add(cmd *cobra.Command) {
+	cmd.Flags().BoolVar(&w.wait, "wait", true, "wait until the machines match (runs reconcile passes unless fleet serve holds the lease)")
+	cmd.Flags().DurationVar(&w.timeout, "timeout", 5*time.Minute, "give up waiting after this long")
+}
+
+const leaseName = "reconcile"
+
+func holderName(what string) string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s pid %d on %s", what, os.Getpid(), host)
+}
+
+// converge runs passes until the machines match the desired state. If
+// another fleet (serve, or a cron reconcile) holds the lease, it waits for
+// that one to act instead of acting beside it.
+func converge(cmd *cobra.Command, s *session, g *globals, opts reconciler.Options, wf waitFlags) error {
+	ctx, cancel := context.WithTimeout(cmd.Context(), wf.timeout)
+	defer cancel()
+	out := cmd.OutOrStdout()
+	holder := holderName(cmd.Name())
+	rec := s.reconciler(g)
+	defer s.store.ReleaseLease(context.Background(), leaseName, holder)
+	var last string
+	for pass := 1; ; pass++ {
+		lease, err := s.store.AcquireLease(ctx, leaseName, holder, 30*time.Second, time.Now())
+		if errors.Is(err, store.ErrLeaseHeld) {
+			msg := fmt.Sprintf("waiting: %s is acting on the machines (lease until %s)", lease.Holder, lease.ExpiresAt.Local().Format(time.TimeOnly))
+			if msg != last {
+				fmt.Fprintln(out, msg)
+				last = msg
+			}
+			if err := sleepCtx(ctx, 500*time.Millisecond); err != nil {
+				return fmt.Errorf("gave up after %s: %s still holds the lease", wf.timeout, lease.Holder)
+			}
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		res, err := rec.Pass(ctx, opts)
+		if err != nil {
+			return err
+		}
+		line := fmt.Sprintf("pass %d: %s; %d/%d replicas running the current template", pass, res.Summary(), res.Current, res.Desired)
+		fmt.Fprintln(out, line)
+		for _, e := range res.Errors {
+			fmt.Fprintln(cmd.ErrOrStderr(), "  error:", e)
+		}
+		for _, u := range res.Plan.Unplaceable {
+			fmt.Fprintf(cmd.ErrOrStderr(), "  %s: %d replica(s) cannot be placed: %s\n", u.Workload, u.Count, u.Reason)
+		}
+		if res.Converged() {
+			fmt.Fprintln(out, "converged")
+			return nil
+		}
+		if len(res.Plan.Unplaceable) > 0 && res.Plan.Empty() {
+			return &exitError{code: 1, err: errors.New("not converged: some replicas cannot be placed (see above)")}
+		}
+		if err := sleepCtx(ctx, 300*time.Millisecond); err != nil {
+			return &exitError{code: 1, err: fmt.Errorf("not converged after %s: %s", wf.timeout, res.Summary())}
+		}
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+func newReconcileCmd(g *globals) *cobra.Command {
+	var dryRun, prune, waitLease bool
+	cmd := &cobra.Command{
+		Use:   "reconcile",
+		Short: "One converging pass, safe under cron: exit 0 when converged",
+		Long: "Observes every machine, plans and applies one pass. Exit 0 when the machines\n" +
+			"already matched or the pass made them match; 1 with a summary otherwise; 3 when\n" +
+			"another fleet holds the lease (unless --wait-lease).",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := g.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			holder := holderName("reconcile")
+			for {
+				lease, err := s.store.AcquireLease(cmd.Context(), leaseName, holder, 60*time.Second, time.Now())
+				if errors.Is(err, store.ErrLeaseHeld) {
+					if !waitLease {
+						return &exitError{code: 3, err: fmt.Errorf("%s holds the reconcile lease until %s; it is acting on the machines", lease.Holder, lease.ExpiresAt.Local().Format(time.TimeOnly))}
+					}
+					if err := sleepCtx(cmd.Context(), time.Second); err != nil {
+						return err
+					}
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				break
+			}
+			defer s.store.ReleaseLease(context.Background(), leaseName, holder)
+			res, err := s.reconciler(g).Pass(cmd.Context(), reconciler.Options{DryRun: dryRun, Prune: prune})
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			printPlan(out, res)
+			for _, e := range res.Errors {
+				fmt.Fprintln(cmd.ErrOrStderr(), "error:", e)
+			}
+			if res.Plan.Empty() && len(res.Restarts) == 0 && len(res.Errors) == 0 && len(res.Plan.Unplaceable) == 0 && res.Current == res.Desired {
+				fmt.Fprintln(out, "converged: nothing to do")
+				return nil
+			}
+			if dryRun {
+				return &exitError{code: 2, err: fmt.Errorf("changes pending: %s", res.Summary())}
+			}
+			if len(res.Errors) == 0 && len(res.Plan.Unplaceable) == 0 {
+				fmt.Fprintf(out, "applied: %s\n", res.Summary())
+				return nil
+			}
+			return &exitError{code: 1, err: fmt.Errorf("not converged: %s", res.Summary())}
+		},
+	}
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "plan and print, change nothing (exit 2 when changes are pending)")
+	cmd.Flags().BoolVar(&prune, "prune", true, "remove containers fleet created that nothing desires")
+	cmd.Flags().BoolVar(&waitLease, "wait-lease", false, "wait for another fleet's lease instead of exiting")
+	return cmd
+}
+
+// printPlan writes a pass's plan, one step a line, grouped by machine.
+func printPlan(w io.Writer, res reconciler.Result) {
+	if len(res.Plan.Steps) == 0 && len(res.Restarts) == 0 {
+		return
+	}
+	lines := map[string][]string{}
+	for _, s := range res.Plan.Steps {
+		lines[stepMachine(s)] = append(lines[stepMachine(s)], s.String())
+	}
+	keys := make([]string, 0, len(lines))
+	for k := range lines {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(w, "%s:\n", k)
+		for _, l := range lines[k] {
+			fmt.Fprintf(w, "  %s\n", l)
+		}
+	}
+	for _, r := range res.Restarts {
+		fmt.Fprintf(w, "restart %s (found stopped)\n", r)
+	}
+}

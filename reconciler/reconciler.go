@@ -1,0 +1,527 @@
+// Package reconciler is fleet's control loop, one pass at a time: read the
+// desired state, observe the machines, plan, apply the plan with bounded
+// parallelism per machine, and record what happened as events. A pass is
+// level-triggered and idempotent: a pass right after a converged one does
+// nothing.
+package reconciler
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/errdefs"
+
+	"github.com/fleetdev/fleet/node"
+	"github.com/fleetdev/fleet/planner"
+	"github.com/fleetdev/fleet/spec"
+	"github.com/fleetdev/fleet/store"
+)
+
+// Store is the part of the state file a pass uses. *store.Store satisfies it.
+type Store interface {
+	List(ctx context.Context, kind, namespace string) ([]store.Object, error)
+	Revisions(ctx context.Context, kind, namespace, name string) ([]store.Revision, error)
+	AddEvents(ctx context.Context, evs ...store.Event) error
+}
+
+var _ Store = (*store.Store)(nil)
+
+// Images makes images present on machines before containers start.
+type Images interface {
+	// Ensure makes ref present on every machine named, returning the
+	// machines where that failed.
+	Ensure(ctx context.Context, ref string, machines []string) map[string]error
+}
+
+// Reconciler runs passes. Its fields are its dependencies; all are required
+// but Log and Now.
+type Reconciler struct {
+	Store  Store
+	Probe  func(ctx context.Context) []node.Status
+	Docker func(machine string) (Docker, error)
+	Images Images
+	// PerMachine bounds concurrent container operations on one machine.
+	// Default 4.
+	PerMachine int
+	// ReadyTimeout bounds the wait for a replacement pod to run before its
+	// predecessor is stopped. Default 60s.
+	ReadyTimeout time.Duration
+	Log          *slog.Logger
+	Now          func() time.Time
+}
+
+// Options tune one pass.
+type Options struct {
+	// DryRun plans and changes nothing.
+	DryRun bool
+	// Prune removes pods fleet created whose Deployment is not desired.
+	Prune bool
+}
+
+// Result is what one pass found and did.
+type Result struct {
+	Observed Observed
+	Plan     planner.Plan
+	// Restarts are desired, up-to-date pods found stopped and started again.
+	Restarts []string
+	// Errors are steps that failed, each naming machine and step.
+	Errors []error
+	// Desired is the number of replicas desired across workloads, and
+	// Current those running with the current template.
+	Desired, Current int
+}
+
+// Converged reports whether the pass found nothing to do and nothing wrong.
+func (r Result) Converged() bool {
+	return r.Plan.Empty() && len(r.Plan.Unplaceable) == 0 && len(r.Errors) == 0 && len(r.Restarts) == 0 &&
+		r.Current == r.Desired && len(r.Observed.Errors) == 0
+}
+
+type desired struct {
+	workload planner.Workload
+	deploy   *spec.Deployment
+}
+
+func (r *Reconciler) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+func (r *Reconciler) log() *slog.Logger {
+	if r.Log != nil {
+		return r.Log.With("component", "reconciler")
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// readDesired loads every Deployment from the store.
+func (r *Reconciler) readDesired(ctx context.Context) ([]desired, error) {
+	objs, err := r.Store.List(ctx, "Deployment", "")
+	if err != nil {
+		return nil, err
+	}
+	var out []desired
+	for _, o := range objs {
+		var d spec.Deployment
+		if err := json.Unmarshal(o.Spec, &d); err != nil {
+			return nil, fmt.Errorf("decode Deployment %s/%s from the state file: %w", o.Namespace, o.Name, err)
+		}
+		revs, err := r.Store.Revisions(ctx, "Deployment", o.Namespace, o.Name)
+		if err != nil {
+			return nil, err
+		}
+		var rev int64 = 1
+		if len(revs) > 0 {
+			rev = revs[len(revs)-1].Revision
+		}
+		cpu, mem := podRequests(d.Template.Spec)
+		out = append(out, desired{deploy: &d, workload: planner.Workload{
+			Namespace: o.Namespace, Name: o.Name, Replicas: d.Replicas, SpecHash: d.PodSpecHash(),
+			Revision: rev, MilliCPU: cpu, Memory: mem, NodeSelector: d.Template.Spec.NodeSelector,
+		}})
+	}
+	return out, nil
+}
+
+// Pass runs one observe → plan → apply cycle.
+func (r *Reconciler) Pass(ctx context.Context, opts Options) (Result, error) {
+	want, err := r.readDesired(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	workloads := make([]planner.Workload, len(want))
+	byKey := map[string]desired{}
+	for i, d := range want {
+		workloads[i] = d.workload
+		byKey[d.workload.Key()] = d
+	}
+	obs := r.observe(ctx)
+	plan, err := planner.Compute(plannerState(obs, workloads, opts.Prune), r.now())
+	if err != nil {
+		return Result{}, fmt.Errorf("plan: %w", err)
+	}
+	res := Result{Observed: obs, Plan: plan}
+	stopping := map[string]bool{}
+	for _, s := range plan.Steps {
+		switch s := s.(type) {
+		case planner.Stop:
+			stopping[s.Pod] = true
+		case planner.Replace:
+			stopping[s.Old.Pod] = true
+		}
+	}
+	var restart []PodStatus
+	for _, d := range want {
+		res.Desired += d.workload.Replicas
+	}
+	for _, p := range obs.Pods {
+		d, ok := byKey[p.Namespace+"/"+p.Owner]
+		if !ok || stopping[p.Name] || p.SpecHash != d.workload.SpecHash {
+			continue
+		}
+		if p.Status == Running {
+			res.Current++
+		} else {
+			restart = append(restart, p)
+		}
+	}
+	if opts.DryRun {
+		for _, p := range restart {
+			res.Restarts = append(res.Restarts, p.Namespace+"/"+p.Name)
+		}
+		return res, nil
+	}
+	ex := &executor{r: r, byKey: byKey, sems: map[string]chan struct{}{}, pods: obs.Pods}
+	res.Errors = ex.run(ctx, plan, restart)
+	for _, p := range restart {
+		res.Restarts = append(res.Restarts, p.Namespace+"/"+p.Name)
+	}
+	return res, nil
+}
+
+// executor applies one plan.
+type executor struct {
+	r     *Reconciler
+	byKey map[string]desired
+	pods  []PodStatus
+
+	mu     sync.Mutex
+	sems   map[string]chan struct{}
+	errs   []error
+	events []store.Event
+}
+
+func (e *executor) sem(machine string) chan struct{} {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s, ok := e.sems[machine]
+	if !ok {
+		n := e.r.PerMachine
+		if n <= 0 {
+			n = 4
+		}
+		s = make(chan struct{}, n)
+		e.sems[machine] = s
+	}
+	return s
+}
+
+func (e *executor) fail(err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.errs = append(e.errs, err)
+}
+
+func (e *executor) event(typ, reason, ns, name, machine, msg string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.events = append(e.events, store.Event{At: e.r.now(), Type: typ, Reason: reason, Namespace: ns, Kind: "Pod", Name: name, Machine: machine, Message: msg})
+}
+
+func (e *executor) run(ctx context.Context, plan planner.Plan, restart []PodStatus) []error {
+	var runs []planner.Run
+	var stops []planner.Stop
+	replaces := map[string][]planner.Replace{}
+	for _, s := range plan.Steps {
+		switch s := s.(type) {
+		case planner.Run:
+			runs = append(runs, s)
+		case planner.Stop:
+			stops = append(stops, s)
+		case planner.Replace:
+			replaces[s.New.Workload] = append(replaces[s.New.Workload], s)
+		}
+	}
+	for _, u := range plan.Unplaceable {
+		ns, name, _ := strings.Cut(u.Workload, "/")
+		e.mu.Lock()
+		e.events = append(e.events, store.Event{At: e.r.now(), Type: "Warning", Reason: "FailedScheduling", Namespace: ns, Kind: "Deployment", Name: name,
+			Message: fmt.Sprintf("%d replica(s) cannot be placed: %s", u.Count, u.Reason)})
+		e.mu.Unlock()
+	}
+	// Images first, once per image for all machines that will need it.
+	var all []planner.Run
+	all = append(all, runs...)
+	for _, rs := range replaces {
+		for _, r := range rs {
+			all = append(all, r.New)
+		}
+	}
+	failedImage := e.ensureImages(ctx, all)
+
+	// Stops first: the planner counts the capacity they free as free.
+	var wg sync.WaitGroup
+	for _, s := range stops {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e.stop(ctx, s)
+		}()
+	}
+	wg.Wait()
+	for _, s := range runs {
+		if err := failedImage[s.Node+" "+s.Workload]; err != nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e.start(ctx, s)
+		}()
+	}
+	for _, p := range restart {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e.restart(ctx, p)
+		}()
+	}
+	// Replacements go one at a time within a workload, start-first.
+	for _, key := range sortedKeys(replaces) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, rp := range replaces[key] {
+				if err := failedImage[rp.New.Node+" "+rp.New.Workload]; err != nil {
+					return
+				}
+				if !e.start(ctx, rp.New) {
+					return
+				}
+				if err := e.waitRunning(ctx, rp.New); err != nil {
+					e.fail(err)
+					return
+				}
+				e.stop(ctx, rp.Old)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := e.r.Store.AddEvents(ctx, e.events...); err != nil {
+		e.errs = append(e.errs, err)
+	}
+	return e.errs
+}
+
+// ensureImages pushes each image to the machines about to run it, and
+// returns failures keyed by "machine namespace/workload".
+func (e *executor) ensureImages(ctx context.Context, runs []planner.Run) map[string]error {
+	need := map[string]map[string]bool{} // image → machines
+	users := map[string][]planner.Run{}
+	for _, r := range runs {
+		d := e.byKey[r.Workload]
+		for _, c := range d.deploy.Template.Spec.Containers {
+			if need[c.Image] == nil {
+				need[c.Image] = map[string]bool{}
+			}
+			need[c.Image][r.Node] = true
+			users[c.Image] = append(users[c.Image], r)
+		}
+	}
+	failed := map[string]error{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, img := range sortedKeys(need) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs := e.r.Images.Ensure(ctx, img, sortedKeys(need[img]))
+			mu.Lock()
+			defer mu.Unlock()
+			for machine, err := range errs {
+				err = fmt.Errorf("%s: ensure image %s: %w", machine, img, err)
+				e.fail(err)
+				for _, r := range users[img] {
+					if r.Node == machine {
+						failed[r.Node+" "+r.Workload] = err
+						ns, _, _ := strings.Cut(r.Workload, "/")
+						e.event("Warning", "Failed", ns, r.Pod, machine, err.Error())
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return failed
+}
+
+// start creates and starts every container of a new pod.
+func (e *executor) start(ctx context.Context, s planner.Run) bool {
+	sem := e.sem(s.Node)
+	sem <- struct{}{}
+	defer func() { <-sem }()
+	d := e.byKey[s.Workload]
+	ns, owner := d.workload.Namespace, d.workload.Name
+	dk, err := e.r.Docker(s.Node)
+	if err != nil {
+		e.fail(fmt.Errorf("%s: run %s: %w", s.Node, s.Pod, err))
+		return false
+	}
+	for _, c := range d.deploy.Template.Spec.Containers {
+		cfg, host := containerConfig(ns, owner, s.Pod, s.Revision, s.SpecHash, d.deploy.Template.Spec, c)
+		name := ContainerName(ns, s.Pod, c.Name)
+		created, err := dk.ContainerCreate(ctx, cfg, host, nil, nil, name)
+		if errdefs.IsConflict(err) {
+			// Left by an interrupted pass: the name is ours; start it.
+			insp, ierr := dk.ContainerInspect(ctx, name)
+			if ierr == nil {
+				created.ID, err = insp.ID, nil
+			}
+		}
+		if err != nil {
+			err = fmt.Errorf("%s: create container %s: %w", s.Node, name, err)
+			e.fail(err)
+			e.event("Warning", "Failed", ns, s.Pod, s.Node, err.Error())
+			return false
+		}
+		if err := dk.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
+			err = fmt.Errorf("%s: start container %s: %w", s.Node, name, err)
+			e.fail(err)
+			e.event("Warning", "Failed", ns, s.Pod, s.Node, err.Error())
+			return false
+		}
+	}
+	e.event("Normal", "Started", ns, s.Pod, s.Node, fmt.Sprintf("started on %s: %s", s.Node, s.Reason))
+	e.r.log().Info("started pod", "namespace", ns, "name", s.Pod, "machine", s.Node, "step", "run")
+	return true
+}
+
+func (e *executor) waitRunning(ctx context.Context, s planner.Run) error {
+	timeout := e.r.ReadyTimeout
+	if timeout <= 0 {
+		timeout = 60 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	d := e.byKey[s.Workload]
+	dk, err := e.r.Docker(s.Node)
+	if err != nil {
+		return err
+	}
+	for {
+		all := true
+		for _, c := range d.deploy.Template.Spec.Containers {
+			insp, err := dk.ContainerInspect(ctx, ContainerName(d.workload.Namespace, s.Pod, c.Name))
+			if err != nil || insp.State == nil || !insp.State.Running {
+				all = false
+				break
+			}
+		}
+		if all {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: replacement %s not running after %s; kept its predecessor", s.Node, s.Pod, timeout)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// stop stops a pod's containers (SIGTERM, then the grace period) and
+// removes them.
+func (e *executor) stop(ctx context.Context, s planner.Stop) {
+	sem := e.sem(s.Node)
+	sem <- struct{}{}
+	defer func() { <-sem }()
+	ns, _, _ := strings.Cut(s.Workload, "/")
+	dk, err := e.r.Docker(s.Node)
+	if err != nil {
+		e.fail(fmt.Errorf("%s: stop %s: %w", s.Node, s.Pod, err))
+		return
+	}
+	grace := 30
+	if d, ok := e.byKey[s.Workload]; ok && d.deploy.Template.Spec.TerminationGracePeriodSeconds > 0 {
+		grace = d.deploy.Template.Spec.TerminationGracePeriodSeconds
+	}
+	e.event("Normal", "Killing", ns, s.Pod, s.Node, fmt.Sprintf("stopping on %s: %s", s.Node, s.Reason))
+	var ids []string
+	for _, p := range e.pods {
+		if p.Name == s.Pod && p.Node == s.Node && p.Namespace == ns {
+			for _, c := range p.Containers {
+				ids = append(ids, c.ID)
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	for _, id := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := dk.ContainerStop(ctx, id, container.StopOptions{Timeout: &grace}); err != nil && !errdefs.IsNotFound(err) {
+				e.fail(fmt.Errorf("%s: stop container %s of %s: %w", s.Node, shortID(id), s.Pod, err))
+				return
+			}
+			if err := dk.ContainerRemove(ctx, id, container.RemoveOptions{Force: true}); err != nil && !errdefs.IsNotFound(err) {
+				e.fail(fmt.Errorf("%s: remove container %s of %s: %w", s.Node, shortID(id), s.Pod, err))
+			}
+		}()
+	}
+	wg.Wait()
+	e.r.log().Info("stopped pod", "namespace", ns, "name", s.Pod, "machine", s.Node, "step", "stop")
+}
+
+// restart starts the stopped containers of a desired pod again.
+func (e *executor) restart(ctx context.Context, p PodStatus) {
+	sem := e.sem(p.Node)
+	sem <- struct{}{}
+	defer func() { <-sem }()
+	dk, err := e.r.Docker(p.Node)
+	if err != nil {
+		e.fail(fmt.Errorf("%s: restart %s: %w", p.Node, p.Name, err))
+		return
+	}
+	for _, c := range p.Containers {
+		if c.State == "running" {
+			continue
+		}
+		if err := dk.ContainerStart(ctx, c.ID, container.StartOptions{}); err != nil {
+			e.fail(fmt.Errorf("%s: restart container %s of %s: %w", p.Node, c.Name, p.Name, err))
+			return
+		}
+	}
+	e.event("Normal", "Restarted", p.Namespace, p.Name, p.Node, "containers found stopped were started again")
+}
+
+// Summary is one line for a result: "placed 3, stopped 1, 2 unplaceable".
+func (r Result) Summary() string {
+	var runs, stops, replaces int
+	for _, s := range r.Plan.Steps {
+		switch s.(type) {
+		case planner.Run:
+			runs++
+		case planner.Stop:
+			stops++
+		case planner.Replace:
+			replaces++
+		}
+	}
+	var parts []string
+	add := func(n int, what string) {
+		if n > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", what, n))
+		}
+	}
+	add(runs, "place")
+	add(replaces, "replace")
+	add(stops, "stop")
+	add(len(r.Restarts), "restart")
+	un := 0
+	for _, u := range r.Plan.Unplaceable {
+		un += u.Count
+	}
+	add(un, "unplaceable")
+	add(len(r.Errors), "errors")
+	if len(parts) == 0 {
+		return "nothing to do"
+	}
+	return strings.Join(parts, ", ")
+}
