@@ -75,7 +75,9 @@ var (
 	resourcesSchema    = schema{known: []string{"requests", "limits"}, unsupported: unsupported("claims")}
 	resourceListSchema = schema{
 		known:       []string{"cpu", "memory"},
-		unsupported: unsupported("ephemeral-storage", "hugepages-2Mi", "hugepages-1Gi", "nvidia.com/gpu", "amd.com/gpu"),
+		unsupported: unsupported("ephemeral-storage"),
+		// Huge pages and extended resources such as nvidia.com/gpu.
+		unsupportedIf: func(k string) bool { return strings.HasPrefix(k, "hugepages-") || strings.Contains(k, "/") },
 	}
 	probeSchema = schema{
 		known: []string{"httpGet", "tcpSocket", "exec", "initialDelaySeconds", "periodSeconds",
@@ -128,7 +130,7 @@ func (d *decoder) deploymentSpec(n *yaml.Node, line int, dep *Deployment) {
 				selectorLine = d.keyLine
 				dep.Selector = d.labels(v, path)
 			})
-			if len(dep.Selector) == 0 {
+			if len(dep.Selector) == 0 && !hasKey(v, "matchExpressions") {
 				d.errorf(v.Line, path+".matchLabels", "must not be empty; leave selector out to default it to the template's labels")
 			}
 		case "template":

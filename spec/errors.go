@@ -80,6 +80,7 @@ func (l ErrorList) sort() {
 // Warning is a Kubernetes field fleet accepts but ignores by design, such
 // as server-set metadata or status.
 type Warning struct {
+	// Source is where the ignored field is.
 	Source Source
 	// Object is "Kind/name", or "" when unknown.
 	Object string

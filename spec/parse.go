@@ -2,6 +2,7 @@ package spec
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +20,12 @@ type Result struct {
 	Objects []Object
 	// Warnings are Kubernetes fields that were accepted and ignored.
 	Warnings []Warning
+}
+
+func sortWarnings(ws []Warning) {
+	slices.SortStableFunc(ws, func(a, b Warning) int {
+		return cmp.Or(cmp.Compare(a.Source.File, b.Source.File), cmp.Compare(a.Source.Line, b.Source.Line))
+	})
 }
 
 // apiVersions maps each supported kind to the one apiVersion it needs.
@@ -93,8 +100,10 @@ func checkDefaultNamespace(ns string) (string, error) {
 func result(objs []Object, warns []Warning, errs ErrorList) (Result, error) {
 	if len(errs) > 0 {
 		errs.sort()
+		sortWarnings(warns)
 		return Result{Warnings: warns}, errs
 	}
+	sortWarnings(warns)
 	return Result{Objects: objs, Warnings: warns}, nil
 }
 
@@ -114,7 +123,7 @@ func (d *decoder) parse(data []byte, ns string) []Object {
 			d.object = ""
 			if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
 				line, _ := strconv.Atoi(m[1])
-				d.errorf(line, "", "invalid YAML: %s", m[2])
+				d.errorf(syntaxErrorLine(line, m[2], data), "", "invalid YAML: %s", m[2])
 			} else {
 				d.errorf(0, "", "invalid YAML: %s", strings.TrimPrefix(err.Error(), "yaml: "))
 			}
@@ -134,6 +143,27 @@ func (d *decoder) parse(data []byte, ns string) []Object {
 		}
 	}
 	return objs
+}
+
+// parserErrors are the messages of yaml.v3's parser, as opposed to its
+// scanner. yaml.v3 (v3.0.1) reports their line 0-based, scanner errors'
+// 1-based.
+var parserErrors = []string{"did not find expected", "found undefined tag handle", "found duplicate %", "found incompatible YAML document"}
+
+// syntaxErrorLine turns the line of a yaml.v3 error into the 1-based line
+// of the problem, never past the end of data.
+func syntaxErrorLine(line int, msg string, data []byte) int {
+	for _, p := range parserErrors {
+		if strings.HasPrefix(msg, p) {
+			line++
+			break
+		}
+	}
+	last := bytes.Count(data, []byte("\n"))
+	if len(data) > 0 && data[len(data)-1] != '\n' {
+		last++
+	}
+	return max(min(line, last), 1)
 }
 
 // decode guards against panics in the YAML parser, which fuzzing has found
@@ -208,7 +238,7 @@ func (d *decoder) document(root *yaml.Node, ns string) Object {
 			}
 		case "metadata":
 			haveMetadata = true
-			d.metadata(v, root.Line, &meta)
+			d.metadata(v, d.keyLine, &meta)
 		case "spec":
 			specNode, specLine = v, d.keyLine
 		}
@@ -269,10 +299,11 @@ func peek(root *yaml.Node) (kind, name string, kindNode *yaml.Node) {
 }
 
 // metadata reads the object's metadata into m.
-func (d *decoder) metadata(n *yaml.Node, objLine int, m *Meta) {
+// line is that of the metadata key.
+func (d *decoder) metadata(n *yaml.Node, line int, m *Meta) {
 	if !d.mapping(n, "metadata", " with a name") {
 		if isNull(n) {
-			d.errorf(max(n.Line, objLine), "metadata.name", "required")
+			d.errorf(line, "metadata.name", "required")
 		}
 		return
 	}
@@ -316,17 +347,18 @@ func (d *decoder) metadata(n *yaml.Node, objLine int, m *Meta) {
 		}
 	})
 	if !haveName {
-		d.errorf(n.Line, "metadata.name", "required")
+		d.errorf(line, "metadata.name", "required")
 	}
 }
 
-// ports of one pod or service, for duplicate checks.
+// portKey is a port and protocol, for duplicate checks within a pod or
+// service.
 type portKey struct {
 	port     int
 	protocol string
 }
 
-// intOrString reads a port number or port name.
+// portRef reads a port number or a port name.
 func (d *decoder) portRef(n *yaml.Node, path string) (IntOrString, bool) {
 	if isNull(n) {
 		return IntOrString{}, false

@@ -41,6 +41,8 @@ type schema struct {
 	// unsupported are Kubernetes fields fleet rejects, for now; each maps
 	// to a message, "" meaning "not supported (yet)".
 	unsupported map[string]string
+	// unsupportedIf, when set, marks more keys unsupported by pattern.
+	unsupportedIf func(key string) bool
 	// ignored are Kubernetes fields fleet accepts and ignores with a
 	// warning saying why.
 	ignored map[string]string
@@ -79,7 +81,7 @@ func (d *decoder) fields(n *yaml.Node, base string, s schema, visit func(key str
 		case slices.Contains(s.known, key) || slices.Contains(s.hidden, key):
 			d.keyLine = k.Line
 			visit(key, v, path)
-		case isUnsupported:
+		case isUnsupported || s.unsupportedIf != nil && s.unsupportedIf(key):
 			if msg == "" {
 				msg = notSupported
 			}
@@ -373,8 +375,13 @@ func describe(n *yaml.Node) string {
 	return n.Value
 }
 
+// join extends a field path; keys that would make it ambiguous, such as
+// nvidia.com/gpu, are bracketed like label keys.
 func join(base, key string) string {
-	if base == "" {
+	switch {
+	case strings.ContainsAny(key, "./[]"):
+		return base + "[" + key + "]"
+	case base == "":
 		return key
 	}
 	return base + "." + key
@@ -391,9 +398,13 @@ func orList(items []string) string {
 // suggest returns the candidate closest to s, if it is close enough to be
 // a likely typo.
 func suggest(s string, candidates []string) string {
-	best, bestDist := "", 3
 	if len(s) > 64 {
 		return ""
+	}
+	// Allow three edits in longer words: workdir -> workingDir.
+	best, bestDist := "", 3
+	if len(s) >= 6 {
+		bestDist = 4
 	}
 	for _, c := range candidates {
 		if strings.EqualFold(c, s) {

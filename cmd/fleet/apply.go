@@ -32,7 +32,7 @@ type manifestFlags struct {
 }
 
 func (m *manifestFlags) add(cmd *cobra.Command) {
-	cmd.Flags().StringSliceVarP(&m.files, "filename", "f", nil, "manifest files or directories (recursive, *.yaml/*.yml), or - for stdin")
+	cmd.Flags().StringArrayVarP(&m.files, "filename", "f", nil, "manifest file or directory (recursive, *.yaml/*.yml), or - for stdin; repeatable")
 	cmd.Flags().StringVarP(&m.namespace, "namespace", "n", "", "namespace for objects that name none (default \"default\")")
 }
 
