@@ -263,7 +263,7 @@ func (l *loader) run(ctx context.Context, ref, id string) {
 	l.target.Docker.HTTPClient().CloseIdleConnections()
 	resp, err := l.target.Docker.ImageLoad(ctx, cr, client.ImageLoadWithQuiet(true))
 	if err == nil {
-		err = readMessages(resp.Body)
+		err = ReadProgress(resp.Body)
 		resp.Body.Close()
 	}
 	if err == nil {
@@ -375,9 +375,9 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// readMessages drains a Docker JSON progress stream, returning the first
-// error it reports.
-func readMessages(r io.Reader) error {
+// ReadProgress drains a Docker JSON progress stream (image load, import,
+// pull), returning the first error it reports.
+func ReadProgress(r io.Reader) error {
 	dec := json.NewDecoder(r)
 	for {
 		var m struct {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,9 +14,11 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/docker/docker/api/types/image"
+	dimage "github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/errdefs"
+
+	"github.com/fleetdev/fleet/image"
 )
 
 // hostInit is the sandbox host's entrypoint: dockerd in the background,
@@ -138,15 +139,15 @@ func buildImage(ctx context.Context, cli *client.Client, ref string, log io.Writ
 	if err := tarCmd.Start(); err != nil {
 		return fmt.Errorf("build sandbox image: tar: %w", err)
 	}
-	resp, err := cli.ImageImport(ctx, image.ImportSource{Source: stdout, SourceName: "-"}, ref,
-		image.ImportOptions{Changes: []string{`CMD ["/usr/local/sbin/fleet-host-init"]`}})
+	resp, err := cli.ImageImport(ctx, dimage.ImportSource{Source: stdout, SourceName: "-"}, ref,
+		dimage.ImportOptions{Changes: []string{`CMD ["/usr/local/sbin/fleet-host-init"]`}})
 	if err != nil {
 		tarCmd.Process.Kill()
 		tarCmd.Wait()
 		return fmt.Errorf("build sandbox image: import: %w", err)
 	}
 	defer resp.Close()
-	if err := readJSONMessages(resp); err != nil {
+	if err := image.ReadProgress(resp); err != nil {
 		return fmt.Errorf("build sandbox image: import: %w", err)
 	}
 	if err := tarCmd.Wait(); err != nil {
@@ -154,31 +155,6 @@ func buildImage(ctx context.Context, cli *client.Client, ref string, log io.Writ
 	}
 	fmt.Fprintf(log, "built %s\n", ref)
 	return nil
-}
-
-// readJSONMessages drains a Docker progress stream and returns the first
-// error it reports.
-func readJSONMessages(r io.Reader) error {
-	dec := json.NewDecoder(r)
-	for {
-		var m struct {
-			Error       string `json:"error"`
-			ErrorDetail *struct {
-				Message string `json:"message"`
-			} `json:"errorDetail"`
-		}
-		if err := dec.Decode(&m); err == io.EOF {
-			return nil
-		} else if err != nil {
-			return err
-		}
-		if m.ErrorDetail != nil && m.ErrorDetail.Message != "" {
-			return errors.New(m.ErrorDetail.Message)
-		}
-		if m.Error != "" {
-			return errors.New(m.Error)
-		}
-	}
 }
 
 func tail(s string, n int) string {
