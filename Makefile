@@ -6,9 +6,9 @@ BIN       := bin/fleet
 VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 DEMO_DIR  ?= $(CURDIR)/.demo
 # Packages with goroutines run under the race detector too.
-RACE_PKGS := ./sshexec/... ./image/... ./node/... ./sandbox/...
+RACE_PKGS := ./sshexec/... ./image/... ./node/... ./sandbox/... ./reconciler/...
 
-.PHONY: build test unit e2e race lint demo demo-down demo-images bench bench-transport clean
+.PHONY: build test unit e2e race lint demo demo-down demo-images bench bench-transport bench-scale clean
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/fleet
@@ -36,16 +36,20 @@ test: lint unit race e2e
 
 demo: build demo-images
 	$(BIN) sandbox up --hosts 3 --name demo --dir $(DEMO_DIR)
-	FLEET_INVENTORY=$(DEMO_DIR)/inventory.yaml FLEET_STATE=$(DEMO_DIR)/state.db $(BIN) image push fleet-demo:v1
 	FLEET_INVENTORY=$(DEMO_DIR)/inventory.yaml FLEET_STATE=$(DEMO_DIR)/state.db $(BIN) get nodes -o wide
+	FLEET_INVENTORY=$(DEMO_DIR)/inventory.yaml FLEET_STATE=$(DEMO_DIR)/state.db $(BIN) apply -f examples/web.yaml
+	FLEET_INVENTORY=$(DEMO_DIR)/inventory.yaml FLEET_STATE=$(DEMO_DIR)/state.db $(BIN) get deploy,pods -o wide
 
 demo-down:
 	$(BIN) sandbox down --name demo --dir $(DEMO_DIR)
 
-bench: bench-transport
+bench: bench-transport bench-scale
 
 bench-transport: build demo-images
 	$(GO) run ./bench/transport -fleet $(BIN)
 
 clean:
 	rm -rf bin
+
+bench-scale: build demo-images
+	$(GO) run ./bench/scale -fleet $(BIN)

@@ -114,6 +114,9 @@ func (r *Reconciler) listPods(ctx context.Context, machine string) ([]PodStatus,
 	byPod := map[string]*PodStatus{}
 	for _, c := range list {
 		l := c.Labels
+		if l[LabelManaged] != "true" || l[LabelPod] == "" {
+			continue // never ours, whatever the engine's filter did
+		}
 		key := l[LabelNamespace] + "/" + l[LabelPod]
 		p, ok := byPod[key]
 		if !ok {

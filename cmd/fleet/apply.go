@@ -134,8 +134,10 @@ func newApplyCmd(g *globals) *cobra.Command {
 			out := cmd.OutOrStdout()
 			for i, a := range applied {
 				fmt.Fprintf(out, "%s/%s %s\n", kindResource[a.Kind], a.Name, a.Outcome)
-				if svc, ok := res.Objects[i].(*spec.Service); ok && (svc.Type == "ClusterIP" || svc.Type == "ExternalName") {
-					fmt.Fprintf(out, "  note: %s services are stored and validated; fleet does not route them yet\n", svc.Type)
+				if svc, ok := res.Objects[i].(*spec.Service); ok {
+					// Said plainly rather than pretended: no traffic reaches a
+					// Service until the load balancer lands.
+					fmt.Fprintf(out, "  note: %s service stored and validated; fleet does not route traffic to services yet\n", svc.Type)
 				}
 			}
 			if !wf.wait {

@@ -1,0 +1,212 @@
+// Command scale is `make bench-scale`: seed scenario 1 measured. On a
+// 10-host sandbox with the image present, the time from `fleet scale
+// --replicas=50` to 50 running containers, against Docker Swarm's `docker
+// service scale` on the same hosts in the same run; a no-op `fleet
+// reconcile` over 50 containers; and the planner alone.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/fleetdev/fleet/sandbox"
+)
+
+const manifest = `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: scalebench
+spec:
+  replicas: %d
+  template:
+    spec:
+      containers:
+      - name: web
+        image: %s
+        ports:
+        - containerPort: 8080
+`
+
+func main() {
+	fleetBin := flag.String("fleet", "bin/fleet", "fleet binary")
+	hosts := flag.Int("hosts", 10, "sandbox hosts")
+	replicas := flag.Int("replicas", 50, "replicas to scale to")
+	runs := flag.Int("runs", 2, "repetitions of each scale-up")
+	img := flag.String("image", "fleet-demo:v1", "image (built locally)")
+	dir := flag.String("dir", filepath.Join(os.TempDir(), "fleet-bench-sandbox"), "sandbox directory")
+	keep := flag.Bool("keep", false, "leave the sandbox up afterwards")
+	flag.Parse()
+	log.SetFlags(0)
+	ctx := context.Background()
+
+	bin, err := filepath.Abs(*fleetBin)
+	check(err)
+	sb, err := sandbox.New("bench", *dir, os.Stderr)
+	check(err)
+	defer sb.Close()
+	_, err = sb.Up(ctx, *hosts)
+	check(err)
+	if !*keep {
+		defer sb.Down(context.Background())
+	}
+	state := filepath.Join(*dir, "scale.db")
+	for _, s := range []string{"", "-wal", "-shm"} {
+		os.Remove(state + s)
+	}
+	env := append(os.Environ(), "FLEET_INVENTORY="+sb.InventoryPath(), "FLEET_STATE="+state)
+	fleet := func(args ...string) string {
+		cmd := exec.Command(bin, args...)
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			log.Fatalf("fleet %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	fleet("image", "push", *img)
+	mf := filepath.Join(*dir, "scalebench.yaml")
+	check(os.WriteFile(mf, []byte(fmt.Sprintf(manifest, 0, *img)), 0o644))
+	fleet("apply", "-f", mf)
+
+	fmt.Printf("bench-scale  %s  hosts=%d  replicas=%d  cpus=%d  go=%s\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"), *hosts, *replicas, runtime.NumCPU(), runtime.Version())
+
+	var fleetTimes []time.Duration
+	var noop []time.Duration
+	for i := 0; i < *runs; i++ {
+		start := time.Now()
+		fleet("scale", "deploy/scalebench", fmt.Sprintf("--replicas=%d", *replicas))
+		fleetTimes = append(fleetTimes, time.Since(start))
+		if n := countRunning(ctx, sb, *hosts, "label=fleet.owner=scalebench"); n != *replicas {
+			log.Fatalf("fleet: %d containers running after scale, want %d", n, *replicas)
+		}
+		if i == *runs-1 {
+			for j := 0; j < 3; j++ {
+				start := time.Now()
+				out := fleet("reconcile")
+				noop = append(noop, time.Since(start))
+				if !strings.Contains(out, "nothing to do") {
+					log.Fatalf("reconcile on a converged cluster did something:\n%s", out)
+				}
+			}
+		}
+		fleet("scale", "deploy/scalebench", "--replicas=0")
+	}
+	fleet("delete", "deploy/scalebench")
+
+	swarmTimes := swarm(ctx, sb, *hosts, *img, *replicas, *runs)
+
+	planner := plannerFigure()
+	fp, sp := p50(fleetTimes), p50(swarmTimes)
+	fmt.Printf("scale 0 -> %d on %d hosts: fleet p50 %s, swarm p50 %s, ratio %.2fx   target <= 0.25x and <= 5s\n", *replicas, *hosts, secs(fp), secs(sp), float64(fp)/float64(sp))
+	fmt.Printf("  runs: fleet %s  swarm %s\n", list(fleetTimes), list(swarmTimes))
+	fmt.Printf("no-op fleet reconcile, %d hosts, %d containers: p50 %s   target <= 1s\n", *hosts, *replicas, secs(p50(noop)))
+	fmt.Printf("planner alone, 10,000 replicas onto 1,000 machines: %s   target >= 100,000 placements/s\n", planner)
+}
+
+// swarm makes the sandbox hosts a Swarm (node1 manager), runs the same
+// scale-up with `docker service scale`, and takes the Swarm down again.
+func swarm(ctx context.Context, sb *sandbox.Sandbox, hosts int, img string, replicas, runs int) []time.Duration {
+	hs, err := sb.Hosts(ctx)
+	check(err)
+	mgr := hs[0]
+	run := func(host string, argv ...string) string {
+		code, out, err := sb.Exec(ctx, host, argv...)
+		if err != nil || code != 0 {
+			log.Fatalf("%s: %s: exit %d: %v\n%s", host, strings.Join(argv, " "), code, err, out)
+		}
+		return strings.TrimSpace(out)
+	}
+	defer func() {
+		for _, h := range hs {
+			sb.Exec(context.Background(), h.Name, "docker", "swarm", "leave", "--force")
+		}
+	}()
+	for _, h := range hs {
+		sb.Exec(ctx, h.Name, "docker", "swarm", "leave", "--force")
+	}
+	run(mgr.Name, "docker", "swarm", "init", "--advertise-addr", mgr.Address)
+	token := run(mgr.Name, "docker", "swarm", "join-token", "-q", "worker")
+	for _, h := range hs[1:] {
+		run(h.Name, "docker", "swarm", "join", "--token", token, mgr.Address+":2377")
+	}
+	run(mgr.Name, "docker", "service", "create", "--detach", "--no-resolve-image", "--name", "scalebench", "--replicas", "0", img)
+	var times []time.Duration
+	want := fmt.Sprintf("%d/%d", replicas, replicas)
+	for i := 0; i < runs; i++ {
+		start := time.Now()
+		run(mgr.Name, "docker", "service", "scale", "--detach", fmt.Sprintf("scalebench=%d", replicas))
+		for {
+			if run(mgr.Name, "docker", "service", "ls", "--filter", "name=scalebench", "--format", "{{.Replicas}}") == want {
+				break
+			}
+			if time.Since(start) > 5*time.Minute {
+				log.Fatal("swarm did not converge in 5 minutes")
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		times = append(times, time.Since(start))
+		if n := countRunning(ctx, sb, hosts, "label=com.docker.swarm.service.name=scalebench"); n != replicas {
+			log.Fatalf("swarm: %d containers running, want %d", n, replicas)
+		}
+		run(mgr.Name, "docker", "service", "scale", "--detach", "scalebench=0")
+		for countRunning(ctx, sb, hosts, "label=com.docker.swarm.service.name=scalebench") > 0 {
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	run(mgr.Name, "docker", "service", "rm", "scalebench")
+	return times
+}
+
+func countRunning(ctx context.Context, sb *sandbox.Sandbox, hosts int, filter string) int {
+	n := 0
+	for i := 1; i <= hosts; i++ {
+		_, out, err := sb.Exec(ctx, sandbox.HostName(i), "docker", "ps", "-q", "--filter", filter)
+		check(err)
+		n += len(strings.Fields(out))
+	}
+	return n
+}
+
+func plannerFigure() string {
+	out, err := exec.Command("go", "test", "-run", "XXX", "-bench", "Compute_10kOnto1k", "-benchtime", "5x", "./planner").CombinedOutput()
+	if err != nil {
+		return fmt.Sprintf("planner benchmark failed: %v", err)
+	}
+	m := regexp.MustCompile(`([0-9.e+]+) placements/s`).FindStringSubmatch(string(out))
+	if m == nil {
+		return "no figure in: " + string(out)
+	}
+	return m[1] + " placements/s"
+}
+
+func p50(d []time.Duration) time.Duration {
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2]
+}
+
+func secs(d time.Duration) string { return fmt.Sprintf("%.2fs", d.Seconds()) }
+
+func list(ds []time.Duration) string {
+	var parts []string
+	for _, d := range ds {
+		parts = append(parts, secs(d))
+	}
+	return "[" + strings.Join(parts, " ") + "]"
+}
+
+func check(err error) {
+	if err != nil {
+		log.Fatal(err)
+	}
+}
