@@ -33,9 +33,10 @@ spec:
       containers:
       - name: web
         image: %s
-        ports:
-        - containerPort: 8080
 `
+
+// The Swarm service publishes no port either: both sides start the same
+// container.
 
 func main() {
 	fleetBin := flag.String("fleet", "bin/fleet", "fleet binary")

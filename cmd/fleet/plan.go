@@ -264,12 +264,12 @@ func unifiedDiff(from, to string, a, b []string) string {
 			ops = append(ops, line{' ', a[i]})
 			i++
 			j++
-		case j < m && (i == n || lcs[i][j+1] >= lcs[i+1][j]):
-			ops = append(ops, line{'+', b[j]})
-			j++
-		default:
+		case i < n && (j == m || lcs[i+1][j] >= lcs[i][j+1]):
 			ops = append(ops, line{'-', a[i]})
 			i++
+		default:
+			ops = append(ops, line{'+', b[j]})
+			j++
 		}
 	}
 	var out strings.Builder
