@@ -21,7 +21,7 @@ import (
 //
 //	node NAME [cpu=Q] [mem=Q] [ready | notready | notready=REASON] [labels=k=v,k=v]
 //	workload NS/NAME replicas=N hash=H [rev=N] [cpu=Q] [mem=Q] [selector=k=v,k=v]
-//	pod NS/OWNER/NAME node=N hash=H [rev=N] [created=SECONDS] [running | exited] [cpu=Q] [mem=Q]
+//	pod NS/OWNER/NAME node=N hash=H [rev=N] [created=SECONDS] [running | exited] [stale] [cpu=Q] [mem=Q]
 //	prune
 //
 // Quantities are Kubernetes-style: cpu=500m, cpu=2, mem=512Mi, mem=1.5Gi.
@@ -206,6 +206,8 @@ func parseState(input string) (State, error) {
 					p.Running = true
 				case "exited":
 					p.Running = false
+				case "stale":
+					p.Stale = true
 				case "cpu":
 					p.MilliCPU, err2 = parseCPU(v)
 					d.cpu = false

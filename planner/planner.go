@@ -106,6 +106,18 @@ type diff struct {
 
 func (d *diff) outOfDate(p *Pod) bool { return p.SpecHash != d.w.SpecHash }
 
+// stopRank orders surplus pods for stopping: stale first (their machine
+// was cut off and they were replaced elsewhere: fencing), then out of date.
+func (d *diff) stopRank(p *Pod) int {
+	switch {
+	case p.Stale:
+		return 2
+	case d.outOfDate(p):
+		return 1
+	}
+	return 0
+}
+
 // scaleDown picks the surplus pods to stop: out-of-date first, then from
 // the machine holding the most pods of this workload (recounted after each
 // pick, so the survivors stay spread), then newest, then name descending.
@@ -118,11 +130,8 @@ func (d *diff) scaleDown(pods []Pod, stopped []bool) {
 	// Per machine, candidates in stop order; a pick takes the best head.
 	before := func(a, b int) int {
 		pa, pb := &pods[a], &pods[b]
-		if oa, ob := d.outOfDate(pa), d.outOfDate(pb); oa != ob {
-			if oa {
-				return -1
-			}
-			return 1
+		if ra, rb := d.stopRank(pa), d.stopRank(pb); ra != rb {
+			return rb - ra
 		}
 		return cmp.Or(pb.Created.Compare(pa.Created), strings.Compare(pb.Name, pa.Name))
 	}
@@ -149,8 +158,8 @@ func (d *diff) scaleDown(pods []Pod, stopped []bool) {
 				continue
 			}
 			bq := queues[best]
-			if pa, pb := &pods[q[0]], &pods[bq[0]]; d.outOfDate(pa) != d.outOfDate(pb) {
-				if d.outOfDate(pa) {
+			if pa, pb := &pods[q[0]], &pods[bq[0]]; d.stopRank(pa) != d.stopRank(pb) {
+				if d.stopRank(pa) > d.stopRank(pb) {
 					best = qi
 				}
 				continue
@@ -168,7 +177,11 @@ func (d *diff) scaleDown(pods []Pod, stopped []bool) {
 		i := queues[best][0]
 		queues[best] = queues[best][1:]
 		stopped[i] = true
-		d.stops = append(d.stops, Stop{Workload: d.key, Pod: pods[i].Name, Node: pods[i].Node, Reason: reason})
+		why := reason
+		if pods[i].Stale {
+			why = reason + "; its machine was unreachable and it was replaced elsewhere"
+		}
+		d.stops = append(d.stops, Stop{Workload: d.key, Pod: pods[i].Name, Node: pods[i].Node, Reason: why})
 	}
 	for _, i := range d.current {
 		if !stopped[i] {

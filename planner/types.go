@@ -60,6 +60,10 @@ type Pod struct {
 	Running  bool
 	MilliCPU int64
 	Memory   int64
+	// Stale marks a pod whose machine was unreachable after it started:
+	// its replacement may run elsewhere, so it is the first to stop when
+	// there are too many (fencing).
+	Stale bool
 }
 
 // State is everything Plan reads.

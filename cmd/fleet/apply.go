@@ -183,13 +183,22 @@ func converge(cmd *cobra.Command, s *session, g *globals, opts reconciler.Option
 	for pass := 1; ; pass++ {
 		lease, err := s.store.AcquireLease(ctx, leaseName, holder, 30*time.Second, time.Now())
 		if errors.Is(err, store.ErrLeaseHeld) {
-			msg := fmt.Sprintf("waiting: %s is acting on the machines (lease until %s)", lease.Holder, lease.ExpiresAt.Local().Format(time.TimeOnly))
+			// Another fleet acts; watch the machines until they match.
+			res, err := rec.Pass(ctx, reconciler.Options{DryRun: true, Prune: opts.Prune})
+			if err != nil {
+				return err
+			}
+			if res.Converged() {
+				fmt.Fprintf(out, "converged (by %s)\n", lease.Holder)
+				return nil
+			}
+			msg := fmt.Sprintf("waiting for %s: %s; %d/%d replicas running the current template", lease.Holder, res.Summary(), res.Current, res.Desired)
 			if msg != last {
 				fmt.Fprintln(out, msg)
 				last = msg
 			}
-			if err := sleepCtx(ctx, 500*time.Millisecond); err != nil {
-				return fmt.Errorf("gave up after %s: %s still holds the lease", wf.timeout, lease.Holder)
+			if err := sleepCtx(ctx, 200*time.Millisecond); err != nil {
+				return &exitError{code: 1, err: fmt.Errorf("not converged after %s: %s still working: %s", wf.timeout, lease.Holder, res.Summary())}
 			}
 			continue
 		}
