@@ -124,7 +124,7 @@ func probeOne(ctx context.Context, m inventory.Machine, d Dialer, opts Options) 
 	if err != nil {
 		return fail(err)
 	}
-	version, err := ping(ctx, cli)
+	version, err := Ping(ctx, cli)
 	if err != nil {
 		return fail(err)
 	}
@@ -166,10 +166,11 @@ func probeOne(ctx context.Context, m inventory.Machine, d Dialer, opts Options) 
 	return done()
 }
 
-// ping asks the engine's /_ping, which proves the API answers, and returns
+// Ping asks the engine's /_ping, which proves the API answers, and returns
 // the engine version from its Server header ("Docker/20.10.24 (linux)").
-// It also settles the API version the client speaks.
-func ping(ctx context.Context, cli *client.Client) (string, error) {
+// It also settles the API version the client speaks. Unlike the Docker
+// client's own Ping, its errors keep the machine and the failed step.
+func Ping(ctx context.Context, cli *client.Client) (string, error) {
 	base := cli.DaemonHost()
 	if u, err := url.Parse(base); err == nil && u.Scheme != "http" && u.Scheme != "https" {
 		base = "http://" + u.Host // tcp:// in tests; the dialer decides where it goes

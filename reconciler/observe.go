@@ -71,6 +71,12 @@ func (r *Reconciler) observe(ctx context.Context) Observed {
 	var wg sync.WaitGroup
 	for _, n := range nodes {
 		if n.Status != node.Ready {
+			// What ran there is unknown now; show it as such, and let the
+			// planner count it lost.
+			for _, p := range r.lastSeen[n.Name] {
+				p.Status, p.Ready = Unknown, false
+				obs.Pods = append(obs.Pods, p)
+			}
 			continue
 		}
 		wg.Add(1)
@@ -84,6 +90,9 @@ func (r *Reconciler) observe(ctx context.Context) Observed {
 				return
 			}
 			obs.Pods = append(obs.Pods, pods...)
+			if r.lastSeen != nil {
+				r.lastSeen[n.Name] = pods
+			}
 		}()
 	}
 	wg.Wait()
@@ -172,7 +181,7 @@ func shortID(id string) string {
 }
 
 // plannerState turns observation into the planner's input.
-func plannerState(obs Observed, workloads []planner.Workload, prune bool) planner.State {
+func plannerState(obs Observed, workloads []planner.Workload, prune bool, staleBefore func(string) time.Time) planner.State {
 	s := planner.State{Workloads: workloads, Prune: prune}
 	for _, n := range obs.Nodes {
 		s.Nodes = append(s.Nodes, planner.Node{
@@ -182,10 +191,15 @@ func plannerState(obs Observed, workloads []planner.Workload, prune bool) planne
 		})
 	}
 	for _, p := range obs.Pods {
+		stale := false
+		if staleBefore != nil {
+			// Created has one-second resolution; a cut-off lasts longer.
+			stale = p.Created.Add(time.Second).Before(staleBefore(p.Node))
+		}
 		s.Pods = append(s.Pods, planner.Pod{
 			Namespace: p.Namespace, Owner: p.Owner, Name: p.Name, Node: p.Node, SpecHash: p.SpecHash,
 			Revision: p.Revision, Created: p.Created, Running: p.Status == Running,
-			MilliCPU: p.MilliCPU, Memory: p.Memory,
+			MilliCPU: p.MilliCPU, Memory: p.Memory, Stale: stale,
 		})
 	}
 	return s

@@ -54,6 +54,12 @@ type Reconciler struct {
 	ReadyTimeout time.Duration
 	Log          *slog.Logger
 	Now          func() time.Time
+
+	// Set by a Controller: pods last seen on machines now unreachable
+	// (shown as Unknown, planned as lost), and since when a machine that
+	// was cut off answers again (its older pods are stale).
+	lastSeen    map[string][]PodStatus
+	staleBefore func(machine string) time.Time
 }
 
 // Options tune one pass.
@@ -144,7 +150,7 @@ func (r *Reconciler) Pass(ctx context.Context, opts Options) (Result, error) {
 		byKey[d.workload.Key()] = d
 	}
 	obs := r.observe(ctx)
-	plan, err := planner.Compute(plannerState(obs, workloads, opts.Prune), r.now())
+	plan, err := planner.Compute(plannerState(obs, workloads, opts.Prune, r.staleBefore), r.now())
 	if err != nil {
 		return Result{}, fmt.Errorf("plan: %w", err)
 	}
@@ -164,7 +170,7 @@ func (r *Reconciler) Pass(ctx context.Context, opts Options) (Result, error) {
 	}
 	for _, p := range obs.Pods {
 		d, ok := byKey[p.Namespace+"/"+p.Owner]
-		if !ok || stopping[p.Name] || p.SpecHash != d.workload.SpecHash {
+		if !ok || stopping[p.Name] || p.SpecHash != d.workload.SpecHash || p.Status == Unknown {
 			continue
 		}
 		if p.Status == Running {

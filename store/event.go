@@ -43,7 +43,8 @@ func (s *Store) Events(ctx context.Context, namespace string, limit int) ([]Even
 	q := `SELECT id, at, type, reason, namespace, kind, name, machine, message FROM events`
 	var args []any
 	if namespace != "" {
-		q += ` WHERE namespace = ?`
+		// Machine events belong to no namespace and show in every one.
+		q += ` WHERE namespace = ? OR namespace = ''`
 		args = append(args, namespace)
 	}
 	q += ` ORDER BY id DESC`

@@ -243,3 +243,15 @@ func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	}
 	return tx.Commit()
 }
+
+// DesiredVersion changes whenever any object is created, changed or
+// deleted: a cheap way for a long-running controller to notice applies
+// made by other processes without reading every object.
+func (s *Store) DesiredVersion(ctx context.Context) (string, error) {
+	var n, gens, updated int64
+	err := s.db.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(generation), 0), coalesce(max(updated_at), 0) FROM objects`).Scan(&n, &gens, &updated)
+	if err != nil {
+		return "", fmt.Errorf("read desired version: %w", err)
+	}
+	return fmt.Sprintf("%d.%d.%d", n, gens, updated), nil
+}

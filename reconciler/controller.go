@@ -1,0 +1,320 @@
+package reconciler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/fleetdev/fleet/node"
+	"github.com/fleetdev/fleet/store"
+)
+
+// LeaseStore is the lease part of the state file.
+type LeaseStore interface {
+	AcquireLease(ctx context.Context, name, holder string, ttl time.Duration, now time.Time) (store.Lease, error)
+	ReleaseLease(ctx context.Context, name, holder string) error
+}
+
+// Controller is `fleet serve`: it holds the lease and runs a pass whenever
+// something changes (the desired state, a container on a machine, a
+// machine's reachability) and on a periodic resync. Events only wake the
+// loop; every pass re-reads everything (level-triggered).
+type Controller struct {
+	R      *Reconciler
+	Leases LeaseStore
+	Holder string
+	// Version changes when the desired state does.
+	Version func(ctx context.Context) (string, error)
+	// Probe is the full probe (capacity, labels) used at start and when a
+	// machine comes back.
+	Probe func(ctx context.Context) []node.Status
+	// Ping checks one machine quickly over its pooled connection.
+	Ping func(ctx context.Context, machine string) error
+	// Watch streams container events from one machine until ctx ends or
+	// the stream breaks; each receive wakes the loop.
+	Watch    func(ctx context.Context, machine string) (<-chan struct{}, <-chan error)
+	Machines []string
+	// NodeInterval is how often each machine is pinged. Default 500ms.
+	NodeInterval time.Duration
+	// NodeTimeout is how long a machine may go without answering before
+	// it is NotReady and its pods are placed elsewhere. Default 2s.
+	NodeTimeout time.Duration
+	// Resync runs a pass at least this often. Default 10s.
+	Resync time.Duration
+	// VersionPoll is how often the desired state is checked. Default 50ms.
+	VersionPoll time.Duration
+	Log         *slog.Logger
+
+	mu       sync.Mutex
+	nodes    map[string]*watched
+	wake     chan struct{}
+	lastSeen map[string][]PodStatus
+}
+
+type watched struct {
+	status      node.Status
+	lastOK      time.Time
+	ready       bool
+	since       time.Time // of the current state
+	recoveredAt time.Time // last NotReady → Ready
+}
+
+// LeaseName is the lease passes hold.
+const LeaseName = "reconcile"
+
+func (c *Controller) defaults() {
+	if c.NodeInterval <= 0 {
+		c.NodeInterval = 500 * time.Millisecond
+	}
+	if c.NodeTimeout <= 0 {
+		c.NodeTimeout = 2 * time.Second
+	}
+	if c.Resync <= 0 {
+		c.Resync = 10 * time.Second
+	}
+	if c.VersionPoll <= 0 {
+		c.VersionPoll = 50 * time.Millisecond
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	c.Log = c.Log.With("component", "controller")
+}
+
+func (c *Controller) poke() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run serves until ctx ends; the pass in flight then finishes, and the
+// lease is released.
+func (c *Controller) Run(ctx context.Context) error {
+	c.defaults()
+	c.wake = make(chan struct{}, 1)
+	c.nodes = map[string]*watched{}
+	c.lastSeen = map[string][]PodStatus{}
+	now := c.R.now()
+	if lease, err := c.Leases.AcquireLease(ctx, LeaseName, c.Holder, 3*c.Resync, now); err != nil {
+		if errors.Is(err, store.ErrLeaseHeld) {
+			return fmt.Errorf("%s holds the reconcile lease until %s: stop it first (or wait): %w", lease.Holder, lease.ExpiresAt.Local().Format(time.TimeOnly), err)
+		}
+		return err
+	}
+	defer c.Leases.ReleaseLease(context.WithoutCancel(ctx), LeaseName, c.Holder)
+	for _, st := range c.Probe(ctx) {
+		c.nodes[st.Name] = &watched{status: st, ready: st.Status == node.Ready, lastOK: now, since: now}
+	}
+	// The reconciler sees machines as the monitor does: no dial timeouts
+	// on dead machines inside a pass.
+	c.R.Probe = c.snapshot
+	c.R.lastSeen = c.lastSeen
+	c.R.staleBefore = c.staleBefore
+
+	var wg sync.WaitGroup
+	bg, stop := context.WithCancel(ctx)
+	defer func() { stop(); wg.Wait() }()
+	for _, m := range c.Machines {
+		wg.Add(2)
+		go func() { defer wg.Done(); c.monitor(bg, m) }()
+		go func() { defer wg.Done(); c.watch(bg, m) }()
+	}
+	wg.Add(1)
+	go func() { defer wg.Done(); c.pollVersion(bg) }()
+
+	resync := time.NewTicker(c.Resync)
+	defer resync.Stop()
+	c.poke()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-resync.C:
+		case <-c.wake:
+		}
+		if _, err := c.Leases.AcquireLease(ctx, LeaseName, c.Holder, 3*c.Resync, c.R.now()); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("lost the reconcile lease: %w", err)
+		}
+		// The step in flight finishes even when asked to stop.
+		passCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
+		res, err := c.R.Pass(passCtx, Options{Prune: true})
+		cancel()
+		if err != nil {
+			c.Log.Error("pass failed", "err", err)
+			continue
+		}
+		if !res.Plan.Empty() || len(res.Restarts) > 0 || len(res.Errors) > 0 {
+			c.Log.Info("pass", "summary", res.Summary(), "running", res.Current, "desired", res.Desired)
+			for _, e := range res.Errors {
+				c.Log.Warn("step failed", "err", e)
+			}
+			// Confirm soon rather than at the next resync.
+			time.AfterFunc(200*time.Millisecond, c.poke)
+		}
+	}
+}
+
+// snapshot is the machines as the monitor last saw them.
+func (c *Controller) snapshot(context.Context) []node.Status {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []node.Status
+	for _, m := range c.Machines {
+		w, ok := c.nodes[m]
+		if !ok {
+			continue
+		}
+		st := w.status
+		if !w.ready {
+			st.Status = node.NotReady
+			if st.Reason == "" {
+				st.Reason = "unreachable"
+			}
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+func (c *Controller) staleBefore(machine string) time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if w, ok := c.nodes[machine]; ok {
+		return w.recoveredAt
+	}
+	return time.Time{}
+}
+
+// monitor pings one machine every NodeInterval and flips it NotReady when
+// it has not answered for NodeTimeout, and Ready again when it answers.
+func (c *Controller) monitor(ctx context.Context, machine string) {
+	t := time.NewTicker(c.NodeInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		pctx, cancel := context.WithTimeout(ctx, c.NodeTimeout)
+		err := c.Ping(pctx, machine)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		now := c.R.now()
+		c.mu.Lock()
+		w := c.nodes[machine]
+		if w == nil {
+			w = &watched{status: node.Status{Name: machine}, since: now}
+			c.nodes[machine] = w
+		}
+		var event *store.Event
+		switch {
+		case err == nil && !w.ready:
+			w.ready, w.since, w.recoveredAt, w.lastOK = true, now, now, now
+			w.status.Status, w.status.Reason, w.status.Error = node.Ready, "", ""
+			event = &store.Event{At: now, Type: "Normal", Reason: "NodeReady", Kind: "Node", Name: machine, Machine: machine, Message: machine + " answers again"}
+		case err == nil:
+			w.lastOK = now
+		case w.ready && now.Sub(w.lastOK) >= c.NodeTimeout:
+			w.ready, w.since = false, now
+			w.status.Status, w.status.Reason, w.status.Error = node.NotReady, reasonOf(err), err.Error()
+			event = &store.Event{At: now, Type: "Warning", Reason: "NodeNotReady", Kind: "Node", Name: machine, Machine: machine,
+				Message: fmt.Sprintf("%s has not answered for %s: %v", machine, now.Sub(w.lastOK).Round(time.Millisecond), err)}
+		}
+		needFull := event != nil && w.ready && w.status.CPUs == 0
+		c.mu.Unlock()
+		if event != nil {
+			c.Log.Info(event.Reason, "machine", machine, "message", event.Message)
+			c.R.Store.AddEvents(ctx, *event)
+			c.poke()
+		}
+		if needFull {
+			c.refresh(ctx, machine)
+		}
+	}
+}
+
+// refresh takes a full probe of the machines, to learn the capacity of one
+// that was down when serve started.
+func (c *Controller) refresh(ctx context.Context, machine string) {
+	for _, st := range c.Probe(ctx) {
+		if st.Name != machine || st.Status != node.Ready {
+			continue
+		}
+		c.mu.Lock()
+		c.nodes[machine].status = st
+		c.mu.Unlock()
+	}
+}
+
+func reasonOf(err error) string {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return "unreachable (timed out)"
+	}
+	return "unreachable"
+}
+
+// watch streams container events from one machine, waking the loop on
+// each, and resubscribes after a broken stream.
+func (c *Controller) watch(ctx context.Context, machine string) {
+	for ctx.Err() == nil {
+		c.mu.Lock()
+		ready := c.nodes[machine] != nil && c.nodes[machine].ready
+		c.mu.Unlock()
+		if ready {
+			sctx, cancel := context.WithCancel(ctx)
+			evs, errs := c.Watch(sctx, machine)
+		stream:
+			for {
+				select {
+				case <-ctx.Done():
+					cancel()
+					return
+				case _, ok := <-evs:
+					if !ok {
+						break stream
+					}
+					c.poke()
+				case err := <-errs:
+					if err != nil {
+						c.Log.Debug("event stream ended", "machine", machine, "err", err)
+					}
+					break stream
+				}
+			}
+			cancel()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (c *Controller) pollVersion(ctx context.Context) {
+	last, _ := c.Version(ctx)
+	t := time.NewTicker(c.VersionPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		v, err := c.Version(ctx)
+		if err == nil && v != last {
+			last = v
+			c.poke()
+		}
+	}
+}
