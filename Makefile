@@ -8,7 +8,7 @@ DEMO_DIR  ?= $(CURDIR)/.demo
 # Packages with goroutines run under the race detector too.
 RACE_PKGS := ./sshexec/... ./image/... ./node/... ./sandbox/... ./reconciler/...
 
-.PHONY: build test unit e2e race lint demo demo-down demo-images bench bench-transport bench-scale clean
+.PHONY: build test unit e2e race lint demo demo-down demo-images bench bench-transport bench-scale bench-failover clean
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/fleet
@@ -43,7 +43,7 @@ demo: build demo-images
 demo-down:
 	$(BIN) sandbox down --name demo --dir $(DEMO_DIR)
 
-bench: bench-transport bench-scale
+bench: bench-transport bench-scale bench-failover
 
 bench-transport: build demo-images
 	$(GO) run ./bench/transport -fleet $(BIN)
@@ -53,3 +53,6 @@ clean:
 
 bench-scale: build demo-images
 	$(GO) run ./bench/scale -fleet $(BIN)
+
+bench-failover: build demo-images
+	$(GO) run ./bench/failover -fleet $(BIN)

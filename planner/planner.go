@@ -333,17 +333,18 @@ func validate(s State) ([]Pod, error) {
 			bad("workload %s: negative resource request", k)
 		}
 	}
+	// The same pod name on two machines happens: a machine cut off long
+	// enough to have its pods replaced, whose names were then reused,
+	// comes back. Both copies are real containers and are planned as
+	// separate pods (steps name the machine); only exact repeats collapse.
 	pods := make([]Pod, 0, len(s.Pods))
-	where := make(map[string]string, len(s.Pods)) // namespace/name → machine
+	seen := make(map[string]bool, len(s.Pods)) // namespace/name@machine
 	for _, p := range s.Pods {
-		k := p.Namespace + "/" + p.Name
-		if node, seen := where[k]; seen {
-			if node != p.Node {
-				bad("pod %s found on both %s and %s", k, node, p.Node)
-			}
+		k := p.Namespace + "/" + p.Name + "@" + p.Node
+		if seen[k] {
 			continue
 		}
-		where[k] = p.Node
+		seen[k] = true
 		pods = append(pods, p)
 	}
 	if len(errs) > 0 {

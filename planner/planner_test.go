@@ -95,7 +95,6 @@ func TestCompute_InvalidInput(t *testing.T) {
 		{"a workload listed twice", State{Nodes: nodes, Workloads: []Workload{web, web}}, "workload default/web listed twice"},
 		{"negative replicas", State{Nodes: nodes, Workloads: []Workload{{Namespace: "prod", Name: "api", Replicas: -2}}}, "workload prod/api: negative replicas -2"},
 		{"negative requests", State{Nodes: nodes, Workloads: []Workload{{Namespace: "prod", Name: "api", Memory: -1}}}, "workload prod/api: negative resource request"},
-		{"one pod on two machines", State{Nodes: nodes, Workloads: []Workload{web}, Pods: []Pod{pod("web-aaaaaaaa-0", "n1"), pod("web-aaaaaaaa-0", "n2")}}, "pod default/web-aaaaaaaa-0 found on both n1 and n2"},
 		{"a machine listed twice", State{Nodes: append(nodes, Node{Name: "n1"})}, `machine "n1" listed twice`},
 	}
 	for _, tt := range tests {

@@ -73,7 +73,10 @@ func (r *Reconciler) observe(ctx context.Context) Observed {
 		if n.Status != node.Ready {
 			// What ran there is unknown now; show it as such, and let the
 			// planner count it lost.
-			for _, p := range r.lastSeen[n.Name] {
+			r.lastSeenMu.Lock()
+			seen := r.lastSeen[n.Name]
+			r.lastSeenMu.Unlock()
+			for _, p := range seen {
 				p.Status, p.Ready = Unknown, false
 				obs.Pods = append(obs.Pods, p)
 			}
@@ -91,7 +94,9 @@ func (r *Reconciler) observe(ctx context.Context) Observed {
 			}
 			obs.Pods = append(obs.Pods, pods...)
 			if r.lastSeen != nil {
+				r.lastSeenMu.Lock()
 				r.lastSeen[n.Name] = pods
+				r.lastSeenMu.Unlock()
 			}
 		}()
 	}
@@ -115,6 +120,8 @@ func (r *Reconciler) listPods(ctx context.Context, machine string) ([]PodStatus,
 	if err != nil {
 		return nil, err
 	}
+	ctx, cancel := context.WithTimeout(ctx, ListTimeout)
+	defer cancel()
 	list, err := d.ContainerList(ctx, container.ListOptions{All: true,
 		Filters: filters.NewArgs(filters.Arg("label", LabelManaged+"=true"))})
 	if err != nil {

@@ -59,7 +59,27 @@ type Reconciler struct {
 	// (shown as Unknown, planned as lost), and since when a machine that
 	// was cut off answers again (its older pods are stale).
 	lastSeen    map[string][]PodStatus
+	lastSeenMu  sync.Mutex
 	staleBefore func(machine string) time.Time
+}
+
+// ListTimeout bounds listing one machine's containers in a pass, so a
+// machine that dies mid-pass costs the pass this long, not a hang.
+const ListTimeout = 3 * time.Second
+
+// opTimeout bounds one container create or start.
+const opTimeout = 60 * time.Second
+
+// remember records a pod just started, so that if its machine is cut off
+// before the next listing, the pod is still known (as Unknown) and its
+// name is not handed out again.
+func (r *Reconciler) remember(p PodStatus) {
+	if r.lastSeen == nil {
+		return
+	}
+	r.lastSeenMu.Lock()
+	defer r.lastSeenMu.Unlock()
+	r.lastSeen[p.Node] = append(r.lastSeen[p.Node], p)
 }
 
 // Options tune one pass.
@@ -371,6 +391,8 @@ func (e *executor) start(ctx context.Context, s planner.Run) bool {
 		e.fail(fmt.Errorf("%s: run %s: %w", s.Node, s.Pod, err))
 		return false
 	}
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
 	for _, c := range d.deploy.Template.Spec.Containers {
 		cfg, host := containerConfig(ns, owner, s.Pod, s.Revision, s.SpecHash, d.deploy.Template.Spec, c)
 		name := ContainerName(ns, s.Pod, c.Name)
@@ -395,6 +417,9 @@ func (e *executor) start(ctx context.Context, s planner.Run) bool {
 			return false
 		}
 	}
+	cpu, mem := podRequests(d.deploy.Template.Spec)
+	e.r.remember(PodStatus{Name: s.Pod, Namespace: ns, Owner: owner, Kind: "Deployment", Node: s.Node, Status: Running,
+		Revision: s.Revision, SpecHash: s.SpecHash, Created: e.r.now().UTC(), MilliCPU: cpu, Memory: mem})
 	e.event("Normal", "Started", ns, s.Pod, s.Node, fmt.Sprintf("started on %s: %s", s.Node, s.Reason))
 	e.r.log().Info("started pod", "namespace", ns, "name", s.Pod, "machine", s.Node, "step", "run")
 	return true
@@ -449,6 +474,8 @@ func (e *executor) stop(ctx context.Context, s planner.Stop) {
 		grace = d.deploy.Template.Spec.TerminationGracePeriodSeconds
 	}
 	e.event("Normal", "Killing", ns, s.Pod, s.Node, fmt.Sprintf("stopping on %s: %s", s.Node, s.Reason))
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(grace)*time.Second+opTimeout)
+	defer cancel()
 	var ids []string
 	for _, p := range e.pods {
 		if p.Name == s.Pod && p.Node == s.Node && p.Namespace == ns {
