@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -112,6 +113,9 @@ func (c *Controller) Run(ctx context.Context) error {
 	// The reconciler sees machines as the monitor does: no dial timeouts
 	// on dead machines inside a pass.
 	c.R.Probe = c.snapshot
+	if c.R.ListTimeout <= 0 || c.R.ListTimeout > c.NodeTimeout/2 {
+		c.R.ListTimeout = c.NodeTimeout / 2
+	}
 	c.R.lastSeen = c.lastSeen
 	c.R.staleBefore = c.staleBefore
 
@@ -192,24 +196,38 @@ func (c *Controller) staleBefore(machine string) time.Time {
 	return time.Time{}
 }
 
-// monitor pings one machine every NodeInterval and flips it NotReady when
-// it has not answered for NodeTimeout, and Ready again when it answers.
+// monitor pings one machine every NodeInterval (one ping in flight at a
+// time) and checks every tick whether it has been silent for NodeTimeout:
+// a hung machine is declared NotReady when its silence reaches the
+// timeout, not when a ping finally gives up.
 func (c *Controller) monitor(ctx context.Context, machine string) {
-	t := time.NewTicker(c.NodeInterval)
-	defer t.Stop()
+	tick := time.NewTicker(c.NodeInterval / 5)
+	defer tick.Stop()
+	var inflight chan error
+	var lastSent time.Time
+	var lastErr error
 	for {
+		var result error
+		gotResult := false
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
-		}
-		pctx, cancel := context.WithTimeout(ctx, c.NodeTimeout)
-		err := c.Ping(pctx, machine)
-		cancel()
-		if ctx.Err() != nil {
-			return
+		case <-tick.C:
+		case result = <-inflight:
+			inflight, gotResult = nil, true
 		}
 		now := c.R.now()
+		if inflight == nil && now.Sub(lastSent) >= c.NodeInterval {
+			inflight, lastSent = make(chan error, 1), now
+			go func(res chan<- error) {
+				pctx, cancel := context.WithTimeout(ctx, c.NodeTimeout)
+				defer cancel()
+				res <- c.Ping(pctx, machine)
+			}(inflight)
+		}
+		if gotResult && result != nil {
+			lastErr = result
+		}
 		c.mu.Lock()
 		w := c.nodes[machine]
 		if w == nil {
@@ -218,17 +236,21 @@ func (c *Controller) monitor(ctx context.Context, machine string) {
 		}
 		var event *store.Event
 		switch {
-		case err == nil && !w.ready:
+		case gotResult && result == nil && !w.ready:
 			w.ready, w.since, w.recoveredAt, w.lastOK = true, now, now, now
 			w.status.Status, w.status.Reason, w.status.Error = node.Ready, "", ""
 			event = &store.Event{At: now, Type: "Normal", Reason: "NodeReady", Kind: "Node", Name: machine, Machine: machine, Message: machine + " answers again"}
-		case err == nil:
+		case gotResult && result == nil:
 			w.lastOK = now
 		case w.ready && now.Sub(w.lastOK) >= c.NodeTimeout:
+			why := lastErr
+			if why == nil || !gotResult && inflight != nil {
+				why = fmt.Errorf("no answer to /_ping for %s", now.Sub(w.lastOK).Round(time.Millisecond))
+			}
 			w.ready, w.since = false, now
-			w.status.Status, w.status.Reason, w.status.Error = node.NotReady, reasonOf(err), err.Error()
+			w.status.Status, w.status.Reason, w.status.Error = node.NotReady, reasonOf(why), why.Error()
 			event = &store.Event{At: now, Type: "Warning", Reason: "NodeNotReady", Kind: "Node", Name: machine, Machine: machine,
-				Message: fmt.Sprintf("%s has not answered for %s: %v", machine, now.Sub(w.lastOK).Round(time.Millisecond), err)}
+				Message: fmt.Sprintf("%s has not answered for %s: %v", machine, now.Sub(w.lastOK).Round(time.Millisecond), why)}
 		}
 		needFull := event != nil && w.ready && w.status.CPUs == 0
 		c.mu.Unlock()
@@ -257,7 +279,7 @@ func (c *Controller) refresh(ctx context.Context, machine string) {
 }
 
 func reasonOf(err error) string {
-	if errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(err, context.DeadlineExceeded) || strings.HasPrefix(err.Error(), "no answer") {
 		return "unreachable (timed out)"
 	}
 	return "unreachable"
@@ -273,6 +295,8 @@ func (c *Controller) watch(ctx context.Context, machine string) {
 		if ready {
 			sctx, cancel := context.WithCancel(ctx)
 			evs, errs := c.Watch(sctx, machine)
+			// Events while no stream was open are lost: a pass catches up.
+			c.poke()
 		stream:
 			for {
 				select {
@@ -285,8 +309,8 @@ func (c *Controller) watch(ctx context.Context, machine string) {
 					}
 					c.poke()
 				case err := <-errs:
-					if err != nil {
-						c.Log.Debug("event stream ended", "machine", machine, "err", err)
+					if err != nil && ctx.Err() == nil {
+						c.Log.Info("event stream ended; resubscribing", "machine", machine, "err", err)
 					}
 					break stream
 				}

@@ -120,7 +120,11 @@ func (r *Reconciler) listPods(ctx context.Context, machine string) ([]PodStatus,
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, ListTimeout)
+	timeout := r.ListTimeout
+	if timeout <= 0 {
+		timeout = DefaultListTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	list, err := d.ContainerList(ctx, container.ListOptions{All: true,
 		Filters: filters.NewArgs(filters.Arg("label", LabelManaged+"=true"))})

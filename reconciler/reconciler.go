@@ -52,8 +52,11 @@ type Reconciler struct {
 	// ReadyTimeout bounds the wait for a replacement pod to run before its
 	// predecessor is stopped. Default 60s.
 	ReadyTimeout time.Duration
-	Log          *slog.Logger
-	Now          func() time.Time
+	// ListTimeout bounds listing one machine's containers. Default 3s;
+	// a Controller sets half its node timeout.
+	ListTimeout time.Duration
+	Log         *slog.Logger
+	Now         func() time.Time
 
 	// Set by a Controller: pods last seen on machines now unreachable
 	// (shown as Unknown, planned as lost), and since when a machine that
@@ -63,9 +66,9 @@ type Reconciler struct {
 	staleBefore func(machine string) time.Time
 }
 
-// ListTimeout bounds listing one machine's containers in a pass, so a
-// machine that dies mid-pass costs the pass this long, not a hang.
-const ListTimeout = 3 * time.Second
+// DefaultListTimeout bounds listing one machine's containers in a pass,
+// so a machine that dies mid-pass costs the pass this long, not a hang.
+const DefaultListTimeout = 3 * time.Second
 
 // opTimeout bounds one container create or start.
 const opTimeout = 60 * time.Second

@@ -113,8 +113,10 @@ func main() {
 
 	kd, kr := failFleet(ctx, victim, *replicas, label, (*sandbox.Sandbox).Kill, (*sandbox.Sandbox).Start)
 	fmt.Printf("fleet, host killed:  detection %s, %d replicas running again %s after the kill   targets <= 2s, <= 5s\n", secs(kd), *replicas, secs(kr))
-	pd, pr := failFleet(ctx, victim, *replicas, label, (*sandbox.Sandbox).Pause, (*sandbox.Sandbox).Unpause)
-	fmt.Printf("fleet, host paused:  detection %s, %d replicas running again %s after the pause\n", secs(pd), *replicas, secs(pr))
+	// After fencing the first victim runs nothing; pause a machine that does.
+	paused := busiest(ctx, label, sandbox.HostName(1))
+	pd, pr := failFleet(ctx, paused, *replicas, label, (*sandbox.Sandbox).Pause, (*sandbox.Sandbox).Unpause)
+	fmt.Printf("fleet, host paused (%s):  detection %s, %d replicas running again %s after the pause\n", paused, secs(pd), *replicas, secs(pr))
 	crash := crashOne(ctx, *replicas, label)
 	fmt.Printf("fleet, one container killed (docker kill): running again after %s   target <= 1s\n", secs(crash))
 
@@ -155,6 +157,25 @@ func failFleet(ctx context.Context, victim string, replicas int, label string,
 		return running(ctx, label, "") == replicas && running(ctx, label, victim) == replicas
 	})
 	return detect, recover
+}
+
+// busiest is the machine (other than not) running the most containers
+// matching filter.
+func busiest(ctx context.Context, filter, not string) string {
+	best, most := "", -1
+	for _, m := range inv.Machines {
+		if m.Name == not {
+			continue
+		}
+		d, err := pool.Docker(m.Name)
+		check(err)
+		list, err := d.ContainerList(ctx, container.ListOptions{Filters: filters.NewArgs(filters.Arg("label", strings.TrimPrefix(filter, "label=")))})
+		check(err)
+		if len(list) > most {
+			best, most = m.Name, len(list)
+		}
+	}
+	return best
 }
 
 func crashOne(ctx context.Context, replicas int, label string) time.Duration {
