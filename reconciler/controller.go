@@ -66,6 +66,35 @@ type watched struct {
 // LeaseName is the lease passes hold.
 const LeaseName = "reconcile"
 
+// LeaseTTL is how long serve's lease lasts unrenewed: how long a killed
+// serve keeps others waiting. It is renewed every fifth of that.
+const LeaseTTL = 15 * time.Second
+
+// acquire takes the lease, waiting (and saying so once) while another
+// holder's lease runs: a serve restarted after a crash waits out the old
+// one's lease.
+func (c *Controller) acquire(ctx context.Context) error {
+	said := false
+	for {
+		lease, err := c.Leases.AcquireLease(ctx, LeaseName, c.Holder, LeaseTTL, c.R.now())
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, store.ErrLeaseHeld) {
+			return err
+		}
+		if !said {
+			c.Log.Info("waiting for the reconcile lease", "holder", lease.Holder, "until", lease.ExpiresAt.Local().Format(time.TimeOnly))
+			said = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
+}
+
 func (c *Controller) defaults() {
 	if c.NodeInterval <= 0 {
 		c.NodeInterval = 500 * time.Millisecond
@@ -99,13 +128,10 @@ func (c *Controller) Run(ctx context.Context) error {
 	c.wake = make(chan struct{}, 1)
 	c.nodes = map[string]*watched{}
 	c.lastSeen = map[string][]PodStatus{}
-	now := c.R.now()
-	if lease, err := c.Leases.AcquireLease(ctx, LeaseName, c.Holder, 3*c.Resync, now); err != nil {
-		if errors.Is(err, store.ErrLeaseHeld) {
-			return fmt.Errorf("%s holds the reconcile lease until %s: stop it first (or wait): %w", lease.Holder, lease.ExpiresAt.Local().Format(time.TimeOnly), err)
-		}
+	if err := c.acquire(ctx); err != nil || ctx.Err() != nil {
 		return err
 	}
+	now := c.R.now()
 	defer c.Leases.ReleaseLease(context.WithoutCancel(ctx), LeaseName, c.Holder)
 	for _, st := range c.Probe(ctx) {
 		c.nodes[st.Name] = &watched{status: st, ready: st.Status == node.Ready, lastOK: now, since: now}
@@ -129,6 +155,26 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 	wg.Add(1)
 	go func() { defer wg.Done(); c.pollVersion(bg) }()
+	// The lease is renewed on its own clock: a pass may take longer than
+	// the lease (fifty container starts on a busy machine do).
+	lost := make(chan error, 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(LeaseTTL / 5)
+		defer t.Stop()
+		for {
+			select {
+			case <-bg.Done():
+				return
+			case <-t.C:
+			}
+			if _, err := c.Leases.AcquireLease(bg, LeaseName, c.Holder, LeaseTTL, c.R.now()); err != nil && bg.Err() == nil {
+				lost <- err
+				return
+			}
+		}
+	}()
 
 	resync := time.NewTicker(c.Resync)
 	defer resync.Stop()
@@ -137,14 +183,10 @@ func (c *Controller) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case err := <-lost:
+			return fmt.Errorf("lost the reconcile lease: %w", err)
 		case <-resync.C:
 		case <-c.wake:
-		}
-		if _, err := c.Leases.AcquireLease(ctx, LeaseName, c.Holder, 3*c.Resync, c.R.now()); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("lost the reconcile lease: %w", err)
 		}
 		// The step in flight finishes even when asked to stop.
 		passCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)

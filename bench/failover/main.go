@@ -150,7 +150,7 @@ func failFleet(ctx context.Context, victim string, replicas int, label string,
 		if time.Since(start) > 3*time.Minute {
 			log.Fatal("fleet did not recover in 3 minutes")
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond)
 	}
 	check(heal(sb, ctx, victim))
 	waitFor("fencing after the host returned", func() bool {
