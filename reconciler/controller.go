@@ -196,6 +196,7 @@ func (c *Controller) Run(ctx context.Context) error {
 			c.Log.Error("pass failed", "err", err)
 			continue
 		}
+		c.Log.Debug("pass", "summary", res.Summary(), "running", res.Current, "desired", res.Desired)
 		if !res.Plan.Empty() || len(res.Restarts) > 0 || len(res.Errors) > 0 {
 			c.Log.Info("pass", "summary", res.Summary(), "running", res.Current, "desired", res.Desired)
 			for _, e := range res.Errors {
@@ -349,7 +350,12 @@ func (c *Controller) watch(ctx context.Context, machine string) {
 					if !ok {
 						break stream
 					}
-					c.poke()
+					// The engine reports a death a moment before its
+					// container list shows it: look now, and again shortly.
+					c.Log.Debug("container event", "machine", machine)
+					for _, d := range []time.Duration{50, 200, 400, 800} {
+						time.AfterFunc(d*time.Millisecond, c.poke)
+					}
 				case err := <-errs:
 					if err != nil && ctx.Err() == nil {
 						c.Log.Info("event stream ended; resubscribing", "machine", machine, "err", err)

@@ -35,7 +35,11 @@ func newServeCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer s.Close()
-			logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+			level := slog.LevelInfo
+			if g.verbose {
+				level = slog.LevelDebug
+			}
+			logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 			rec := s.reconciler(g)
 			rec.Log = logger
 			c.R = rec
