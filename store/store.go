@@ -99,25 +99,33 @@ func loadMigrations() ([]migration, error) {
 }
 
 // migrate applies every migration newer than the file's user_version, each
-// in its own transaction together with the version bump, so a crash leaves
-// the file at a whole version.
+// in its own write transaction together with the version bump, so a crash
+// leaves the file at a whole version. The version is read inside the
+// transaction: two processes opening a new file at once (serve and apply)
+// take turns instead of both creating the same tables.
 func (s *Store) migrate(ctx context.Context) error {
 	ms, err := loadMigrations()
 	if err != nil {
 		return err
 	}
-	var current int
-	if err := s.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&current); err != nil {
-		return fmt.Errorf("read schema version: %w", err)
-	}
-	if current > len(ms) {
-		return fmt.Errorf("%w (file at version %d, binary knows %d): upgrade fleet", ErrNewerSchema, current, len(ms))
-	}
-	for _, m := range ms[current:] {
-		tx, err := s.db.BeginTx(ctx, nil)
+	for {
+		tx, err := s.db.BeginTx(ctx, nil) // BEGIN IMMEDIATE: one writer at a time
 		if err != nil {
 			return err
 		}
+		var current int
+		if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&current); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("read schema version: %w", err)
+		}
+		if current > len(ms) {
+			tx.Rollback()
+			return fmt.Errorf("%w (file at version %d, binary knows %d): upgrade fleet", ErrNewerSchema, current, len(ms))
+		}
+		if current == len(ms) {
+			return tx.Rollback()
+		}
+		m := ms[current]
 		if _, err := tx.ExecContext(ctx, m.sql); err != nil {
 			tx.Rollback()
 			return fmt.Errorf("apply migration %s: %w", m.name, err)
@@ -130,7 +138,6 @@ func (s *Store) migrate(ctx context.Context) error {
 			return fmt.Errorf("apply migration %s: %w", m.name, err)
 		}
 	}
-	return nil
 }
 
 // SchemaVersion reports the schema version of the open file.

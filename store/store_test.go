@@ -112,3 +112,22 @@ func TestStore_NodeFacts(t *testing.T) {
 		t.Fatalf("got %+v ok=%v err=%v, want the second save %+v", got, ok, err, f)
 	}
 }
+
+func TestStore_OpenConcurrently(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "fleet.db")
+	errs := make(chan error, 8)
+	for i := 0; i < 8; i++ {
+		go func() {
+			s, err := Open(context.Background(), path)
+			if err == nil {
+				s.Close()
+			}
+			errs <- err
+		}()
+	}
+	for i := 0; i < 8; i++ {
+		if err := <-errs; err != nil {
+			t.Fatalf("concurrent first open: %v", err)
+		}
+	}
+}
