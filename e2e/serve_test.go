@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -17,11 +18,16 @@ import (
 // startServe runs `fleet serve` against the sandbox with state file state
 // until the test ends (or stop is called).
 func startServe(t *testing.T, state string, args ...string) (stop func() (string, error)) {
+	stop, _ = startServeProc(t, state, args...)
+	return stop
+}
+
+func startServeProc(t *testing.T, state string, args ...string) (stop func() (string, error), proc *os.Process) {
 	t.Helper()
 	cmd := exec.Command(fleetBin, append([]string{"serve"}, args...)...)
 	cmd.Env = append(os.Environ(), "FLEET_INVENTORY="+sb.InventoryPath(), "FLEET_STATE="+filepath.Join(stateDir, state), "HOME="+stateDir)
-	var log bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &log, &log
+	log := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +54,29 @@ func startServe(t *testing.T, state string, args ...string) (stop func() (string
 			t.Logf("fleet serve log:\n%s", out)
 		}
 	})
-	return stop
+	// Act only once serve holds the lease, or the CLI would do the work.
+	eventually(t, "fleet serve to hold the lease", func() bool {
+		return strings.Contains(log.String(), "holding the reconcile lease")
+	})
+	return stop, cmd.Process
+}
+
+// syncBuffer is a bytes.Buffer safe for a writing process and a reading test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func runningOn(pods []podJSON) (total int, byNode map[string]int) {
@@ -118,4 +146,47 @@ func TestServe_MachineDiesAndReturns(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("after serve stopped, reconcile: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
+}
+
+// A hung machine is handled like a dead one, and a controller killed with
+// SIGKILL in the middle of recovering is replaced by a new one that
+// converges without duplicates.
+func TestServe_HungMachineAndControllerCrash(t *testing.T) {
+	ctx := context.Background()
+	const state = "serve2.db"
+	_, proc := startServeProc(t, state)
+	m := writeManifest(t, "hang.yaml", web("hang", 10))
+	t.Cleanup(func() { fleet(t, state, "delete", "deploy/hang") })
+	if r := fleet(t, state, "apply", "-f", m); r.code != 0 {
+		t.Fatalf("apply: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	_, before := runningOn(getPodsJSON(t, state, "hang"))
+	victim := ""
+	for i := 2; i <= hostCount && victim == ""; i++ {
+		if before[sandbox.HostName(i)] > 0 {
+			victim = sandbox.HostName(i)
+		}
+	}
+	if err := sb.Pause(ctx, victim); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sb.Unpause(context.Background(), victim) })
+	eventually(t, "the hung machine to be noticed", func() bool {
+		return strings.Contains(fleet(t, state, "get", "events").stdout, "NodeNotReady")
+	})
+	// Mid-recovery: the controller dies without a word.
+	proc.Kill()
+	startServe(t, state) // waits out the dead one's lease, then acts
+	eventually(t, "10 replicas running on the other machines", func() bool {
+		total, byNode := runningOn(getPodsJSON(t, state, "hang"))
+		return total == 10 && byNode[victim] == 0
+	})
+	if err := sb.Unpause(ctx, victim); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "exactly 10 replicas once the machine answers again", func() bool {
+		pods := getPodsJSON(t, state, "hang")
+		total, _ := runningOn(pods)
+		return len(pods) == 10 && total == 10
+	})
 }

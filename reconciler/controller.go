@@ -131,6 +131,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	if err := c.acquire(ctx); err != nil || ctx.Err() != nil {
 		return err
 	}
+	c.Log.Info("holding the reconcile lease", "holder", c.Holder)
 	now := c.R.now()
 	defer c.Leases.ReleaseLease(context.WithoutCancel(ctx), LeaseName, c.Holder)
 	for _, st := range c.Probe(ctx) {
