@@ -178,13 +178,19 @@ func (r *Reconciler) Pass(ctx context.Context, opts Options) (Result, error) {
 		return Result{}, fmt.Errorf("plan: %w", err)
 	}
 	res := Result{Observed: obs, Plan: plan}
+	// Keyed by namespace, name and machine: one name can be on two
+	// machines when a cut-off machine returns.
+	stopKey := func(workload, pod, node string) string {
+		ns, _, _ := strings.Cut(workload, "/")
+		return ns + "/" + pod + "@" + node
+	}
 	stopping := map[string]bool{}
 	for _, s := range plan.Steps {
 		switch s := s.(type) {
 		case planner.Stop:
-			stopping[s.Pod] = true
+			stopping[stopKey(s.Workload, s.Pod, s.Node)] = true
 		case planner.Replace:
-			stopping[s.Old.Pod] = true
+			stopping[stopKey(s.Old.Workload, s.Old.Pod, s.Old.Node)] = true
 		}
 	}
 	var restart []PodStatus
@@ -193,7 +199,7 @@ func (r *Reconciler) Pass(ctx context.Context, opts Options) (Result, error) {
 	}
 	for _, p := range obs.Pods {
 		d, ok := byKey[p.Namespace+"/"+p.Owner]
-		if !ok || stopping[p.Name] || p.SpecHash != d.workload.SpecHash || p.Status == Unknown {
+		if !ok || stopping[p.Namespace+"/"+p.Name+"@"+p.Node] || p.SpecHash != d.workload.SpecHash || p.Status == Unknown {
 			continue
 		}
 		if p.Status == Running {
