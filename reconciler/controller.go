@@ -70,26 +70,25 @@ const LeaseName = "reconcile"
 // serve keeps others waiting. It is renewed every fifth of that.
 const LeaseTTL = 15 * time.Second
 
-// acquire takes the lease, waiting (and saying so once) while another
-// holder's lease runs: a serve restarted after a crash waits out the old
-// one's lease.
-func (c *Controller) acquire(ctx context.Context) error {
+// AcquireLease takes the reconcile lease for holder until now+ttl. While
+// another holder's lease runs it returns store.ErrLeaseHeld with that lease
+// at once, or, with wait, polls every second until the lease is free or
+// ctx ends (then it returns ctx's error), calling waiting once first. A
+// serve restarted after a crash waits out the old one's lease this way.
+func AcquireLease(ctx context.Context, leases LeaseStore, holder string, ttl time.Duration, now func() time.Time, wait bool, waiting func(store.Lease)) (store.Lease, error) {
 	said := false
 	for {
-		lease, err := c.Leases.AcquireLease(ctx, LeaseName, c.Holder, LeaseTTL, c.R.now())
-		if err == nil {
-			return nil
+		lease, err := leases.AcquireLease(ctx, LeaseName, holder, ttl, now())
+		if !errors.Is(err, store.ErrLeaseHeld) || !wait {
+			return lease, err
 		}
-		if !errors.Is(err, store.ErrLeaseHeld) {
-			return err
-		}
-		if !said {
-			c.Log.Info("waiting for the reconcile lease", "holder", lease.Holder, "until", lease.ExpiresAt.Local().Format(time.TimeOnly))
+		if !said && waiting != nil {
+			waiting(lease)
 			said = true
 		}
 		select {
 		case <-ctx.Done():
-			return nil
+			return lease, ctx.Err()
 		case <-time.After(time.Second):
 		}
 	}
@@ -128,7 +127,13 @@ func (c *Controller) Run(ctx context.Context) error {
 	c.wake = make(chan struct{}, 1)
 	c.nodes = map[string]*watched{}
 	c.lastSeen = map[string][]PodStatus{}
-	if err := c.acquire(ctx); err != nil || ctx.Err() != nil {
+	_, err := AcquireLease(ctx, c.Leases, c.Holder, LeaseTTL, c.R.now, true, func(l store.Lease) {
+		c.Log.Info("waiting for the reconcile lease", "holder", l.Holder, "until", l.ExpiresAt.Local().Format(time.TimeOnly))
+	})
+	if ctx.Err() != nil {
+		return nil // asked to stop while waiting
+	}
+	if err != nil {
 		return err
 	}
 	c.Log.Info("holding the reconcile lease", "holder", c.Holder)

@@ -22,6 +22,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 
+	"github.com/fleetdev/fleet/bench/benchkit"
 	"github.com/fleetdev/fleet/inventory"
 	"github.com/fleetdev/fleet/sandbox"
 	"github.com/fleetdev/fleet/sshexec"
@@ -62,12 +63,12 @@ func main() {
 	ctx := context.Background()
 
 	bin, err := filepath.Abs(*fleetBin)
-	check(err)
+	benchkit.Check(err)
 	sb, err = sandbox.New("bench", *dir, os.Stderr)
-	check(err)
+	benchkit.Check(err)
 	defer sb.Close()
 	_, err = sb.Up(ctx, hosts)
-	check(err)
+	benchkit.Check(err)
 	if !*keep {
 		defer sb.Down(context.Background())
 	}
@@ -86,25 +87,25 @@ func main() {
 		return string(out)
 	}
 	inv, err = inventory.Load(sb.InventoryPath())
-	check(err)
+	benchkit.Check(err)
 	st, err = store.Open(ctx, state)
-	check(err)
+	benchkit.Check(err)
 	defer st.Close()
 	policy, err := sshexec.NewHostKeyPolicy(inv.KnownHosts, st)
-	check(err)
+	benchkit.Check(err)
 	pool, err = sshexec.NewPool(inv, sshexec.Config{HostKeys: policy, DialTimeout: time.Second})
-	check(err)
+	benchkit.Check(err)
 	defer pool.Close()
 
 	fleet("image", "push", *img)
 	serve := exec.Command(bin, "serve")
 	serve.Env = env
 	serveLog, err := os.Create(filepath.Join(*dir, "serve.log"))
-	check(err)
+	benchkit.Check(err)
 	serve.Stdout, serve.Stderr = serveLog, serveLog
-	check(serve.Start())
+	benchkit.Check(serve.Start())
 	mf := filepath.Join(*dir, "failbench.yaml")
-	check(os.WriteFile(mf, []byte(fmt.Sprintf(manifest, *replicas, *img)), 0o644))
+	benchkit.Check(os.WriteFile(mf, []byte(fmt.Sprintf(manifest, *replicas, *img)), 0o644))
 	fleet("apply", "-f", mf)
 
 	fmt.Printf("bench-failover  %s  hosts=%d  replicas=%d  cpus=%d  go=%s\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"), hosts, *replicas, runtime.NumCPU(), runtime.Version())
@@ -112,13 +113,13 @@ func main() {
 	label := "label=fleet.owner=failbench"
 
 	kd, kr := failFleet(ctx, victim, *replicas, label, (*sandbox.Sandbox).Kill, (*sandbox.Sandbox).Start)
-	fmt.Printf("fleet, host killed:  detection %s, %d replicas running again %s after the kill   targets <= 2s, <= 5s\n", secs(kd), *replicas, secs(kr))
+	fmt.Printf("fleet, host killed:  detection %s, %d replicas running again %s after the kill   targets <= 2s, <= 5s\n", benchkit.Secs(kd), *replicas, benchkit.Secs(kr))
 	// After fencing the first victim runs nothing; pause a machine that does.
 	paused := busiest(ctx, label, sandbox.HostName(1))
 	pd, pr := failFleet(ctx, paused, *replicas, label, (*sandbox.Sandbox).Pause, (*sandbox.Sandbox).Unpause)
-	fmt.Printf("fleet, host paused (%s):  detection %s, %d replicas running again %s after the pause\n", paused, secs(pd), *replicas, secs(pr))
+	fmt.Printf("fleet, host paused (%s):  detection %s, %d replicas running again %s after the pause\n", paused, benchkit.Secs(pd), *replicas, benchkit.Secs(pr))
 	crash := crashOne(ctx, *replicas, label)
-	fmt.Printf("fleet, one container killed (docker kill): running again after %s   target <= 1s\n", secs(crash))
+	fmt.Printf("fleet, one container killed (docker kill): running again after %s   target <= 1s\n", benchkit.Secs(crash))
 
 	serve.Process.Signal(syscall.SIGTERM)
 	serve.Wait()
@@ -127,7 +128,7 @@ func main() {
 		return
 	}
 	sd, sr := failSwarm(ctx, victim, *img, *replicas)
-	fmt.Printf("swarm, host killed:  detection %s, %d replicas running again %s after the kill\n", secs(sd), *replicas, secs(sr))
+	fmt.Printf("swarm, host killed:  detection %s, %d replicas running again %s after the kill\n", benchkit.Secs(sd), *replicas, benchkit.Secs(sr))
 	fmt.Printf("ratio fleet/swarm, host killed: detection %.2fx, recovery %.2fx   target <= 0.2x\n", float64(kd)/float64(sd), float64(kr)/float64(sr))
 }
 
@@ -139,7 +140,7 @@ func failFleet(ctx context.Context, victim string, replicas int, label string,
 	waitFor(fmt.Sprintf("%d running", replicas), func() bool { return running(ctx, label, "") == replicas })
 	last := lastEventID(ctx)
 	start := time.Now()
-	check(fail(sb, ctx, victim))
+	benchkit.Check(fail(sb, ctx, victim))
 	for detect == 0 || recover == 0 {
 		if detect == 0 && notReadySince(ctx, last, victim) {
 			detect = time.Since(start)
@@ -152,7 +153,7 @@ func failFleet(ctx context.Context, victim string, replicas int, label string,
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	check(heal(sb, ctx, victim))
+	benchkit.Check(heal(sb, ctx, victim))
 	waitFor("fencing after the host returned", func() bool {
 		return running(ctx, label, "") == replicas && running(ctx, label, victim) == replicas
 	})
@@ -168,9 +169,9 @@ func busiest(ctx context.Context, filter, not string) string {
 			continue
 		}
 		d, err := pool.Docker(m.Name)
-		check(err)
+		benchkit.Check(err)
 		list, err := d.ContainerList(ctx, container.ListOptions{Filters: filters.NewArgs(filters.Arg("label", strings.TrimPrefix(filter, "label=")))})
-		check(err)
+		benchkit.Check(err)
 		if len(list) > most {
 			best, most = m.Name, len(list)
 		}
@@ -181,14 +182,14 @@ func busiest(ctx context.Context, filter, not string) string {
 func crashOne(ctx context.Context, replicas int, label string) time.Duration {
 	m := inv.Machines[0].Name
 	d, err := pool.Docker(m)
-	check(err)
+	benchkit.Check(err)
 	list, err := d.ContainerList(ctx, container.ListOptions{Filters: filters.NewArgs(filters.Arg("label", strings.TrimPrefix(label, "label=")))})
-	check(err)
+	benchkit.Check(err)
 	if len(list) == 0 {
 		log.Fatalf("no container on %s to kill", m)
 	}
 	start := time.Now()
-	check(d.ContainerKill(ctx, list[0].ID, "KILL"))
+	benchkit.Check(d.ContainerKill(ctx, list[0].ID, "KILL"))
 	time.Sleep(20 * time.Millisecond)
 	waitFor("the killed container to be replaced", func() bool { return running(ctx, label, "") == replicas })
 	return time.Since(start)
@@ -218,7 +219,7 @@ func running(ctx context.Context, filter, skip string) int {
 
 func lastEventID(ctx context.Context) int64 {
 	evs, err := st.Events(ctx, "", 1)
-	check(err)
+	benchkit.Check(err)
 	if len(evs) == 0 {
 		return 0
 	}
@@ -227,7 +228,7 @@ func lastEventID(ctx context.Context) int64 {
 
 func notReadySince(ctx context.Context, after int64, machine string) bool {
 	evs, err := st.Events(ctx, "", 50)
-	check(err)
+	benchkit.Check(err)
 	for _, e := range evs {
 		if e.ID > after && e.Reason == "NodeNotReady" && e.Machine == machine {
 			return true
@@ -237,34 +238,13 @@ func notReadySince(ctx context.Context, after int64, machine string) bool {
 }
 
 func failSwarm(ctx context.Context, victim, img string, replicas int) (detect, recover time.Duration) {
-	hs, err := sb.Hosts(ctx)
-	check(err)
-	mgr := hs[0]
-	run := func(host string, argv ...string) string {
-		code, out, err := sb.Exec(ctx, host, argv...)
-		if err != nil || code != 0 {
-			log.Fatalf("%s: %s: exit %d: %v\n%s", host, strings.Join(argv, " "), code, err, out)
-		}
-		return strings.TrimSpace(out)
-	}
-	defer func() {
-		for _, h := range hs {
-			sb.Exec(context.Background(), h.Name, "docker", "swarm", "leave", "--force")
-		}
-	}()
-	for _, h := range hs {
-		sb.Exec(ctx, h.Name, "docker", "swarm", "leave", "--force")
-	}
-	run(mgr.Name, "docker", "swarm", "init", "--advertise-addr", mgr.Address)
-	token := run(mgr.Name, "docker", "swarm", "join-token", "-q", "worker")
-	for _, h := range hs[1:] {
-		run(h.Name, "docker", "swarm", "join", "--token", token, mgr.Address+":2377")
-	}
+	mgr, run, leave := benchkit.Swarm(ctx, sb)
+	defer leave()
 	run(mgr.Name, "docker", "service", "create", "--detach", "--no-resolve-image", "--name", "failbench", "--replicas", fmt.Sprint(replicas), img)
 	label := "label=com.docker.swarm.service.name=failbench"
 	waitFor("swarm's replicas", func() bool { return running(ctx, label, "") == replicas })
 	start := time.Now()
-	check(sb.Kill(ctx, victim))
+	benchkit.Check(sb.Kill(ctx, victim))
 	defer sb.Start(context.Background(), victim)
 	for detect == 0 || recover == 0 {
 		if detect == 0 {
@@ -291,13 +271,5 @@ func waitFor(what string, cond func() bool) {
 			log.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-func secs(d time.Duration) string { return fmt.Sprintf("%.2fs", d.Seconds()) }
-
-func check(err error) {
-	if err != nil {
-		log.Fatal(err)
 	}
 }

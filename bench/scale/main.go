@@ -15,10 +15,10 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
-	"sort"
 	"strings"
 	"time"
 
+	"github.com/fleetdev/fleet/bench/benchkit"
 	"github.com/fleetdev/fleet/sandbox"
 )
 
@@ -51,12 +51,12 @@ func main() {
 	ctx := context.Background()
 
 	bin, err := filepath.Abs(*fleetBin)
-	check(err)
+	benchkit.Check(err)
 	sb, err := sandbox.New("bench", *dir, os.Stderr)
-	check(err)
+	benchkit.Check(err)
 	defer sb.Close()
 	_, err = sb.Up(ctx, *hosts)
-	check(err)
+	benchkit.Check(err)
 	if !*keep {
 		defer sb.Down(context.Background())
 	}
@@ -76,7 +76,7 @@ func main() {
 	}
 	fleet("image", "push", *img)
 	mf := filepath.Join(*dir, "scalebench.yaml")
-	check(os.WriteFile(mf, []byte(fmt.Sprintf(manifest, 0, *img)), 0o644))
+	benchkit.Check(os.WriteFile(mf, []byte(fmt.Sprintf(manifest, 0, *img)), 0o644))
 	fleet("apply", "-f", mf)
 
 	fmt.Printf("bench-scale  %s  hosts=%d  replicas=%d  cpus=%d  go=%s\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"), *hosts, *replicas, runtime.NumCPU(), runtime.Version())
@@ -107,39 +107,18 @@ func main() {
 	swarmTimes := swarm(ctx, sb, *hosts, *img, *replicas, *runs)
 
 	planner := plannerFigure()
-	fp, sp := p50(fleetTimes), p50(swarmTimes)
-	fmt.Printf("scale 0 -> %d on %d hosts: fleet p50 %s, swarm p50 %s, ratio %.2fx   target <= 0.25x and <= 5s\n", *replicas, *hosts, secs(fp), secs(sp), float64(fp)/float64(sp))
+	fp, sp := benchkit.P50(fleetTimes), benchkit.P50(swarmTimes)
+	fmt.Printf("scale 0 -> %d on %d hosts: fleet p50 %s, swarm p50 %s, ratio %.2fx   target <= 0.25x and <= 5s\n", *replicas, *hosts, benchkit.Secs(fp), benchkit.Secs(sp), float64(fp)/float64(sp))
 	fmt.Printf("  runs: fleet %s  swarm %s\n", list(fleetTimes), list(swarmTimes))
-	fmt.Printf("no-op fleet reconcile, %d hosts, %d containers: p50 %s   target <= 1s\n", *hosts, *replicas, secs(p50(noop)))
+	fmt.Printf("no-op fleet reconcile, %d hosts, %d containers: p50 %s   target <= 1s\n", *hosts, *replicas, benchkit.Secs(benchkit.P50(noop)))
 	fmt.Printf("planner alone, 10,000 replicas onto 1,000 machines: %s   target >= 100,000 placements/s\n", planner)
 }
 
 // swarm makes the sandbox hosts a Swarm (node1 manager), runs the same
 // scale-up with `docker service scale`, and takes the Swarm down again.
 func swarm(ctx context.Context, sb *sandbox.Sandbox, hosts int, img string, replicas, runs int) []time.Duration {
-	hs, err := sb.Hosts(ctx)
-	check(err)
-	mgr := hs[0]
-	run := func(host string, argv ...string) string {
-		code, out, err := sb.Exec(ctx, host, argv...)
-		if err != nil || code != 0 {
-			log.Fatalf("%s: %s: exit %d: %v\n%s", host, strings.Join(argv, " "), code, err, out)
-		}
-		return strings.TrimSpace(out)
-	}
-	defer func() {
-		for _, h := range hs {
-			sb.Exec(context.Background(), h.Name, "docker", "swarm", "leave", "--force")
-		}
-	}()
-	for _, h := range hs {
-		sb.Exec(ctx, h.Name, "docker", "swarm", "leave", "--force")
-	}
-	run(mgr.Name, "docker", "swarm", "init", "--advertise-addr", mgr.Address)
-	token := run(mgr.Name, "docker", "swarm", "join-token", "-q", "worker")
-	for _, h := range hs[1:] {
-		run(h.Name, "docker", "swarm", "join", "--token", token, mgr.Address+":2377")
-	}
+	mgr, run, leave := benchkit.Swarm(ctx, sb)
+	defer leave()
 	run(mgr.Name, "docker", "service", "create", "--detach", "--no-resolve-image", "--name", "scalebench", "--replicas", "0", img)
 	var times []time.Duration
 	want := fmt.Sprintf("%d/%d", replicas, replicas)
@@ -172,7 +151,7 @@ func countRunning(ctx context.Context, sb *sandbox.Sandbox, hosts int, filter st
 	n := 0
 	for i := 1; i <= hosts; i++ {
 		_, out, err := sb.Exec(ctx, sandbox.HostName(i), "docker", "ps", "-q", "--filter", filter)
-		check(err)
+		benchkit.Check(err)
 		n += len(strings.Fields(out))
 	}
 	return n
@@ -190,24 +169,10 @@ func plannerFigure() string {
 	return m[1] + " placements/s"
 }
 
-func p50(d []time.Duration) time.Duration {
-	s := append([]time.Duration(nil), d...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[len(s)/2]
-}
-
-func secs(d time.Duration) string { return fmt.Sprintf("%.2fs", d.Seconds()) }
-
 func list(ds []time.Duration) string {
 	var parts []string
 	for _, d := range ds {
-		parts = append(parts, secs(d))
+		parts = append(parts, benchkit.Secs(d))
 	}
 	return "[" + strings.Join(parts, " ") + "]"
-}
-
-func check(err error) {
-	if err != nil {
-		log.Fatal(err)
-	}
 }

@@ -14,12 +14,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"sort"
 	"strings"
 	"time"
 
 	dimage "github.com/docker/docker/api/types/image"
 
+	"github.com/fleetdev/fleet/bench/benchkit"
 	"github.com/fleetdev/fleet/inventory"
 	"github.com/fleetdev/fleet/node"
 	"github.com/fleetdev/fleet/sandbox"
@@ -41,17 +41,17 @@ func main() {
 	ctx := context.Background()
 
 	bin, err := filepath.Abs(*fleetBin)
-	check(err)
+	benchkit.Check(err)
 	sb, err := sandbox.New(*name, *dir, os.Stderr)
-	check(err)
+	benchkit.Check(err)
 	defer sb.Close()
 	_, err = sb.Up(ctx, *hosts)
-	check(err)
+	benchkit.Check(err)
 	if !*keep {
 		defer sb.Down(context.Background())
 	}
 	inv, err := inventory.Load(sb.InventoryPath())
-	check(err)
+	benchkit.Check(err)
 	state := filepath.Join(*dir, "bench.db")
 	env := append(os.Environ(), "FLEET_INVENTORY="+sb.InventoryPath(), "FLEET_STATE="+state)
 
@@ -63,7 +63,7 @@ func main() {
 		start := time.Now()
 		out, err := run(env, bin, "get", "nodes", "-o", "json")
 		took := time.Since(start)
-		check(err)
+		benchkit.Check(err)
 		ready := strings.Count(out, `"status": "Ready"`)
 		if ready != len(inv.Machines) {
 			log.Fatalf("get nodes: %d of %d Ready:\n%s", ready, len(inv.Machines), out)
@@ -75,13 +75,13 @@ func main() {
 
 	// Warm: one process, connections kept, as `fleet serve` does.
 	st, err := store.Open(ctx, state)
-	check(err)
+	benchkit.Check(err)
 	defer st.Close()
 	newPool := func() *sshexec.Pool {
 		policy, err := sshexec.NewHostKeyPolicy(inv.KnownHosts, st)
-		check(err)
+		benchkit.Check(err)
 		p, err := sshexec.NewPool(inv, sshexec.Config{HostKeys: policy})
-		check(err)
+		benchkit.Check(err)
 		return p
 	}
 	pool := newPool()
@@ -106,15 +106,15 @@ func main() {
 		for _, m := range inv.Machines {
 			start := time.Now()
 			_, err := p.Client(ctx, m.Name)
-			check(err)
+			benchkit.Check(err)
 			hs = append(hs, time.Since(start))
 		}
 		p.Close()
 	}
 
-	fmt.Printf("get nodes, cold (new process, new connections)   p50 %6s  min %6s   target <= 500ms\n", ms(p50(cold)), ms(minOf(cold)))
-	fmt.Printf("get nodes, warm (pooled connections)             p50 %6s  min %6s\n", ms(p50(warm)), ms(minOf(warm)))
-	fmt.Printf("ssh handshake (connect+kex+auth, one at a time)  p50 %6s  min %6s\n", ms(p50(hs)), ms(minOf(hs)))
+	fmt.Printf("get nodes, cold (new process, new connections)   p50 %6s  min %6s   target <= 500ms\n", ms(benchkit.P50(cold)), ms(minOf(cold)))
+	fmt.Printf("get nodes, warm (pooled connections)             p50 %6s  min %6s\n", ms(benchkit.P50(warm)), ms(minOf(warm)))
+	fmt.Printf("ssh handshake (connect+kex+auth, one at a time)  p50 %6s  min %6s\n", ms(benchkit.P50(hs)), ms(minOf(hs)))
 
 	// Image push versus the serial pipe, alternating so drift hits both.
 	key := filepath.Join(sb.Dir, sandbox.KeyFile)
@@ -125,21 +125,21 @@ func main() {
 		start := time.Now()
 		out, err := run(env, bin, "image", "push", *img)
 		fleetPush = append(fleetPush, time.Since(start))
-		check(err)
+		benchkit.Check(err)
 		if n := strings.Count(out, " loaded "); n != len(inv.Machines) {
 			log.Fatalf("fleet image push loaded on %d of %d machines:\n%s", n, len(inv.Machines), out)
 		}
 		removeImage(ctx, pool, inv, *img)
 		start = time.Now()
 		for _, m := range inv.Machines {
-			check(savePipe(*img, key, kh, m.Address))
+			benchkit.Check(savePipe(*img, key, kh, m.Address))
 		}
 		serial = append(serial, time.Since(start))
 	}
 	pool.Close()
-	fp, sp := p50(fleetPush), p50(serial)
+	fp, sp := benchkit.P50(fleetPush), benchkit.P50(serial)
 	fmt.Printf("image push to %d hosts: fleet p50 %s, serial docker save | ssh docker load p50 %s, ratio %.2fx   target <= 0.50x\n",
-		len(inv.Machines), secs(fp), secs(sp), float64(fp)/float64(sp))
+		len(inv.Machines), benchkit.Secs(fp), benchkit.Secs(sp), float64(fp)/float64(sp))
 	fmt.Printf("  runs: fleet %v  serial %v\n", list(fleetPush), list(serial))
 }
 
@@ -156,7 +156,7 @@ func run(env []string, bin string, args ...string) (string, error) {
 func removeImage(ctx context.Context, pool *sshexec.Pool, inv *inventory.Inventory, ref string) {
 	for _, m := range inv.Machines {
 		d, err := pool.Docker(m.Name)
-		check(err)
+		benchkit.Check(err)
 		d.ImageRemove(ctx, ref, dimage.RemoveOptions{Force: true, PruneChildren: true})
 	}
 }
@@ -179,12 +179,6 @@ func savePipe(ref, key, knownHosts, addr string) error {
 	return load.Wait()
 }
 
-func p50(d []time.Duration) time.Duration {
-	s := append([]time.Duration(nil), d...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[len(s)/2]
-}
-
 func minOf(d []time.Duration) time.Duration {
 	m := d[0]
 	for _, x := range d {
@@ -195,20 +189,13 @@ func minOf(d []time.Duration) time.Duration {
 	return m
 }
 
-func ms(d time.Duration) string   { return fmt.Sprintf("%dms", d.Milliseconds()) }
-func secs(d time.Duration) string { return fmt.Sprintf("%.2fs", d.Seconds()) }
+func ms(d time.Duration) string { return fmt.Sprintf("%dms", d.Milliseconds()) }
 
 func list(ds []time.Duration) string {
 	var parts []string
 	for _, d := range ds {
-		parts = append(parts, secs(d))
+		parts = append(parts, benchkit.Secs(d))
 	}
 	b, _ := json.Marshal(parts)
 	return string(b)
-}
-
-func check(err error) {
-	if err != nil {
-		log.Fatal(err)
-	}
 }

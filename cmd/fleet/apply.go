@@ -162,8 +162,6 @@ func (w *waitFlags) add(cmd *cobra.Command) {
 	cmd.Flags().DurationVar(&w.timeout, "timeout", 5*time.Minute, "give up waiting after this long")
 }
 
-const leaseName = "reconcile"
-
 func holderName(what string) string {
 	host, _ := os.Hostname()
 	return fmt.Sprintf("%s pid %d on %s", what, os.Getpid(), host)
@@ -177,11 +175,11 @@ func converge(cmd *cobra.Command, s *session, g *globals, opts reconciler.Option
 	defer cancel()
 	out := cmd.OutOrStdout()
 	holder := holderName(cmd.Name())
-	rec := s.reconciler(g)
-	defer s.store.ReleaseLease(context.Background(), leaseName, holder)
+	rec := s.reconciler()
+	defer s.store.ReleaseLease(context.Background(), reconciler.LeaseName, holder)
 	var last string
 	for pass := 1; ; pass++ {
-		lease, err := s.store.AcquireLease(ctx, leaseName, holder, 30*time.Second, time.Now())
+		lease, err := s.store.AcquireLease(ctx, reconciler.LeaseName, holder, 30*time.Second, time.Now())
 		if errors.Is(err, store.ErrLeaseHeld) {
 			// Another fleet acts; watch the machines until they match.
 			res, err := rec.Pass(ctx, reconciler.Options{DryRun: true, Prune: opts.Prune})
@@ -257,24 +255,15 @@ func newReconcileCmd(g *globals) *cobra.Command {
 			}
 			defer s.Close()
 			holder := holderName("reconcile")
-			for {
-				lease, err := s.store.AcquireLease(cmd.Context(), leaseName, holder, 60*time.Second, time.Now())
-				if errors.Is(err, store.ErrLeaseHeld) {
-					if !waitLease {
-						return &exitError{code: 3, err: fmt.Errorf("%s holds the reconcile lease until %s; it is acting on the machines", lease.Holder, lease.ExpiresAt.Local().Format(time.TimeOnly))}
-					}
-					if err := sleepCtx(cmd.Context(), time.Second); err != nil {
-						return err
-					}
-					continue
-				}
-				if err != nil {
-					return err
-				}
-				break
+			lease, err := reconciler.AcquireLease(cmd.Context(), s.store, holder, 60*time.Second, time.Now, waitLease, nil)
+			if errors.Is(err, store.ErrLeaseHeld) {
+				return &exitError{code: 3, err: fmt.Errorf("%s holds the reconcile lease until %s; it is acting on the machines", lease.Holder, lease.ExpiresAt.Local().Format(time.TimeOnly))}
 			}
-			defer s.store.ReleaseLease(context.Background(), leaseName, holder)
-			res, err := s.reconciler(g).Pass(cmd.Context(), reconciler.Options{DryRun: dryRun, Prune: prune})
+			if err != nil {
+				return err
+			}
+			defer s.store.ReleaseLease(context.Background(), reconciler.LeaseName, holder)
+			res, err := s.reconciler().Pass(cmd.Context(), reconciler.Options{DryRun: dryRun, Prune: prune})
 			if err != nil {
 				return err
 			}

@@ -39,7 +39,7 @@ func newDescribeCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			obs := s.reconciler(g).Observe(cmd.Context())
+			obs := s.reconciler().Observe(cmd.Context())
 			views, err := deployViews(cmd.Context(), s, obs, ns)
 			if err != nil {
 				return err

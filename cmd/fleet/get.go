@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fleetdev/fleet/node"
+	"github.com/fleetdev/fleet/reconciler"
 )
 
 func newGetCmd(g *globals) *cobra.Command {
@@ -22,6 +24,8 @@ func newGetCmd(g *globals) *cobra.Command {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
+			v := &view{g: g}
+			defer v.close()
 			kinds := strings.Split(args[0], ",")
 			for i, k := range kinds {
 				if i > 0 && output != "json" && output != "yaml" {
@@ -30,11 +34,11 @@ func newGetCmd(g *globals) *cobra.Command {
 				var err error
 				switch k {
 				case "nodes", "node", "no":
-					err = getNodes(cmd, g, output)
+					err = getNodes(cmd, v, output)
 				case "deploy", "deployment", "deployments":
-					err = getDeployments(cmd, g, ns, output)
+					err = getDeployments(cmd, v, ns, output)
 				case "pods", "pod", "po":
-					err = getPods(cmd, g, ns, output)
+					err = getPods(cmd, v, ns, output)
 				case "ns", "namespace", "namespaces":
 					err = getNamespaces(cmd, g, output)
 				case "events", "event", "ev":
@@ -54,13 +58,64 @@ func newGetCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func getNodes(cmd *cobra.Command, g *globals, output string) error {
-	s, err := g.open(cmd.Context())
+// view opens the session and looks at the machines at most once per get,
+// however many kinds it lists: `get nodes,deploy,pods` probes once and
+// lists containers once.
+type view struct {
+	g      *globals
+	s      *session
+	nodes  []node.Status
+	probed bool
+	obs    *reconciler.Observed
+}
+
+func (v *view) session(ctx context.Context) (*session, error) {
+	if v.s == nil {
+		s, err := v.g.open(ctx)
+		if err != nil {
+			return nil, err
+		}
+		v.s = s
+	}
+	return v.s, nil
+}
+
+func (v *view) probe(ctx context.Context) ([]node.Status, error) {
+	s, err := v.session(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !v.probed {
+		v.nodes, v.probed = s.probe(ctx), true
+	}
+	return v.nodes, nil
+}
+
+func (v *view) observed(ctx context.Context) (*session, reconciler.Observed, error) {
+	nodes, err := v.probe(ctx)
+	if err != nil {
+		return nil, reconciler.Observed{}, err
+	}
+	if v.obs == nil {
+		r := v.s.reconciler()
+		r.Probe = func(context.Context) []node.Status { return nodes }
+		obs := r.Observe(ctx)
+		v.obs = &obs
+	}
+	return v.s, *v.obs, nil
+}
+
+func (v *view) close() {
+	if v.s != nil {
+		v.s.Close()
+	}
+}
+
+func getNodes(cmd *cobra.Command, v *view, output string) error {
+	statuses, err := v.probe(cmd.Context())
 	if err != nil {
 		return err
 	}
-	defer s.Close()
-	statuses := node.Probe(cmd.Context(), s.inv, s.pool, node.Options{Timeout: g.dialTimeout + 2*time.Second, Facts: s.store})
 	w := cmd.OutOrStdout()
 	if output == "json" || output == "yaml" {
 		return printList(w, output, statuses)

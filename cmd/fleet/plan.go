@@ -139,7 +139,7 @@ func newPlanCmd(g *globals) *cobra.Command {
 				fmt.Fprintf(out, "  %s/%s: %s\n", kindResource[c.w.Kind], c.w.Name, outcome)
 				pending = pending || c.outcome != store.Unchanged
 			}
-			rec := s.reconciler(g)
+			rec := s.reconciler()
 			rec.Store = ov
 			pass, err := rec.Pass(cmd.Context(), reconciler.Options{DryRun: true, Prune: true})
 			if err != nil {

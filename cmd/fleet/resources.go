@@ -120,13 +120,11 @@ func deployViews(ctx context.Context, s *session, obs reconciler.Observed, ns st
 	return out, nil
 }
 
-func getDeployments(cmd *cobra.Command, g *globals, ns nsFlags, output string) error {
-	s, err := g.open(cmd.Context())
+func getDeployments(cmd *cobra.Command, v *view, ns nsFlags, output string) error {
+	s, obs, err := v.observed(cmd.Context())
 	if err != nil {
 		return err
 	}
-	defer s.Close()
-	obs := s.reconciler(g).Observe(cmd.Context())
 	views, err := deployViews(cmd.Context(), s, obs, ns.filter())
 	if err != nil {
 		return err
@@ -156,13 +154,11 @@ func getDeployments(cmd *cobra.Command, g *globals, ns nsFlags, output string) e
 	return t.flush()
 }
 
-func getPods(cmd *cobra.Command, g *globals, ns nsFlags, output string) error {
-	s, err := g.open(cmd.Context())
+func getPods(cmd *cobra.Command, v *view, ns nsFlags, output string) error {
+	_, obs, err := v.observed(cmd.Context())
 	if err != nil {
 		return err
 	}
-	defer s.Close()
-	obs := s.reconciler(g).Observe(cmd.Context())
 	var pods []reconciler.PodStatus
 	for _, p := range obs.Pods {
 		if ns.filter() == "" || p.Namespace == ns.filter() {

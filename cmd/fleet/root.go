@@ -50,10 +50,11 @@ func newRootCmd() *cobra.Command {
 
 // session is what a command that reaches machines needs; close it when done.
 type session struct {
-	inv   *inventory.Inventory
-	store *store.Store
-	pool  *sshexec.Pool
-	log   *slog.Logger
+	inv         *inventory.Inventory
+	store       *store.Store
+	pool        *sshexec.Pool
+	log         *slog.Logger
+	dialTimeout time.Duration
 }
 
 func (s *session) Close() {
@@ -104,7 +105,7 @@ func (g *globals) open(ctx context.Context) (*session, error) {
 		st.Close()
 		return nil, err
 	}
-	return &session{inv: inv, store: st, pool: pool, log: logger}, nil
+	return &session{inv: inv, store: st, pool: pool, log: logger, dialTimeout: g.dialTimeout}, nil
 }
 
 // version is set at build time with -ldflags "-X main.version=…".

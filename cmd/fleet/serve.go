@@ -40,15 +40,13 @@ func newServeCmd(g *globals) *cobra.Command {
 				level = slog.LevelDebug
 			}
 			logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-			rec := s.reconciler(g)
+			rec := s.reconciler()
 			rec.Log = logger
 			c.R = rec
 			c.Leases = s.store
 			c.Holder = holderName("serve")
 			c.Version = s.store.DesiredVersion
-			c.Probe = func(ctx context.Context) []node.Status {
-				return node.Probe(ctx, s.inv, s.pool, node.Options{Timeout: g.dialTimeout + 2*time.Second, Facts: s.store})
-			}
+			c.Probe = s.probe
 			c.Ping = func(ctx context.Context, m string) error {
 				d, err := s.pool.Docker(m)
 				if err != nil {

@@ -15,13 +15,17 @@ import (
 	"github.com/fleetdev/fleet/sshexec"
 )
 
+// probe contacts every machine of the session at once: each gets the dial
+// timeout plus 2 s for its Docker requests.
+func (s *session) probe(ctx context.Context) []node.Status {
+	return node.Probe(ctx, s.inv, s.pool, node.Options{Timeout: s.dialTimeout + 2*time.Second, Facts: s.store})
+}
+
 // reconciler wires a Reconciler to this session's machines and state.
-func (s *session) reconciler(g *globals) *reconciler.Reconciler {
+func (s *session) reconciler() *reconciler.Reconciler {
 	return &reconciler.Reconciler{
-		Store: s.store,
-		Probe: func(ctx context.Context) []node.Status {
-			return node.Probe(ctx, s.inv, s.pool, node.Options{Timeout: g.dialTimeout + 2*time.Second, Facts: s.store})
-		},
+		Store:  s.store,
+		Probe:  s.probe,
 		Docker: func(m string) (reconciler.Docker, error) { return s.pool.Docker(m) },
 		Images: &pusher{pool: s.pool},
 		Log:    s.log,
