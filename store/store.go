@@ -15,8 +15,9 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
-	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
+	"github.com/mattn/go-sqlite3" // also registers the "sqlite3" driver
 )
 
 //go:embed migrations/*.sql
@@ -48,7 +49,15 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, fmt.Errorf("open state file %s: %w", path, err)
 	}
 	s := &Store{db: db, path: path}
-	if err := s.migrate(ctx); err != nil {
+	// A new file's first connections switch it to WAL, which needs the
+	// file to itself and does not wait on busy_timeout: processes opening
+	// it at the same moment (serve and apply) retry briefly.
+	err = s.migrate(ctx)
+	for deadline := time.Now().Add(10 * time.Second); isBusy(err) && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+		err = s.migrate(ctx)
+	}
+	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open state file %s: %w", path, err)
 	}
@@ -138,6 +147,11 @@ func (s *Store) migrate(ctx context.Context) error {
 			return fmt.Errorf("apply migration %s: %w", m.name, err)
 		}
 	}
+}
+
+func isBusy(err error) bool {
+	var se sqlite3.Error
+	return errors.As(err, &se) && (se.Code == sqlite3.ErrBusy || se.Code == sqlite3.ErrLocked)
 }
 
 // SchemaVersion reports the schema version of the open file.
