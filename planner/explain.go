@@ -13,6 +13,7 @@ type rejectKind int
 
 const (
 	rejectNotReady rejectKind = iota
+	rejectUnschedulable
 	rejectSelector
 	rejectCPU
 	rejectMemory
@@ -121,6 +122,11 @@ func (r rejection) phrase(n int) string {
 			return pick("is NotReady", "are NotReady")
 		}
 		return pick("is NotReady", "are NotReady") + " (" + r.detail + ")"
+	case rejectUnschedulable:
+		if r.detail == "" {
+			return pick("is unschedulable", "are unschedulable")
+		}
+		return pick("is unschedulable", "are unschedulable") + " (" + r.detail + ")"
 	case rejectSelector:
 		return pick("doesn't", "don't") + " match nodeSelector (missing " + r.detail + ")"
 	case rejectCPU:

@@ -19,7 +19,7 @@ import (
 //
 // Input lines (blank lines and lines starting with # are ignored):
 //
-//	node NAME [cpu=Q] [mem=Q] [ready | notready | notready=REASON] [labels=k=v,k=v]
+//	node NAME [cpu=Q] [mem=Q] [ready | notready | notready=REASON] [unschedulable[=REASON]] [labels=k=v,k=v]
 //	workload NS/NAME replicas=N hash=H [rev=N] [cpu=Q] [mem=Q] [selector=k=v,k=v]
 //	pod NS/OWNER/NAME node=N hash=H [rev=N] [created=SECONDS] [running | exited] [stale] [cpu=Q] [mem=Q]
 //	prune
@@ -143,6 +143,8 @@ func parseState(input string) (State, error) {
 					node.Ready = true
 				case "notready":
 					node.Ready, node.NotReadyReason = false, v
+				case "unschedulable":
+					node.Unschedulable, node.UnschedulableReason = true, v
 				case "labels":
 					node.Labels, err2 = parseLabels(v)
 				default:

@@ -55,7 +55,7 @@ func (s *scheduler) use(node int, cpu, mem int64) {
 func (s *scheduler) eligible(w *Workload) []int {
 	out := make([]int, 0, len(s.nodes))
 	for i := range s.nodes {
-		if s.nodes[i].Ready && hasLabels(s.nodes[i].Labels, w.NodeSelector) {
+		if s.nodes[i].Ready && !s.nodes[i].Unschedulable && hasLabels(s.nodes[i].Labels, w.NodeSelector) {
 			out = append(out, i)
 		}
 	}
@@ -126,6 +126,8 @@ func (s *scheduler) rejections(w *Workload) []rejection {
 		switch {
 		case !n.Ready:
 			out = append(out, rejection{kind: rejectNotReady, detail: n.NotReadyReason})
+		case n.Unschedulable:
+			out = append(out, rejection{kind: rejectUnschedulable, detail: n.UnschedulableReason})
 		case !hasLabels(n.Labels, w.NodeSelector):
 			out = append(out, rejection{kind: rejectSelector, detail: missingLabels(n.Labels, w.NodeSelector)})
 		case !fits(w.MilliCPU, n.cpuUsed, n.MilliCPU):

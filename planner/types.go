@@ -17,6 +17,13 @@ type Node struct {
 	Ready bool
 	// NotReadyReason says why, for explanations ("unreachable").
 	NotReadyReason string
+	// Unschedulable machines take no new pods, but the pods on them still
+	// count: a machine whose containers could not be listed this pass,
+	// although it answers, keeps its last-seen pods until it is declared
+	// NotReady.
+	Unschedulable bool
+	// UnschedulableReason says why.
+	UnschedulableReason string
 	// Capacity: what the machine offers (Docker's NCPU×1000 / MemTotal, or
 	// the inventory's override).
 	MilliCPU int64

@@ -49,10 +49,9 @@ type Controller struct {
 	VersionPoll time.Duration
 	Log         *slog.Logger
 
-	mu       sync.Mutex
-	nodes    map[string]*watched
-	wake     chan struct{}
-	lastSeen map[string][]PodStatus
+	mu    sync.Mutex
+	nodes map[string]*watched
+	wake  chan struct{}
 }
 
 type watched struct {
@@ -126,7 +125,6 @@ func (c *Controller) Run(ctx context.Context) error {
 	c.defaults()
 	c.wake = make(chan struct{}, 1)
 	c.nodes = map[string]*watched{}
-	c.lastSeen = map[string][]PodStatus{}
 	_, err := AcquireLease(ctx, c.Leases, c.Holder, LeaseTTL, c.R.now, true, func(l store.Lease) {
 		c.Log.Info("waiting for the reconcile lease", "holder", l.Holder, "until", l.ExpiresAt.Local().Format(time.TimeOnly))
 	})
@@ -148,8 +146,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	if c.R.ListTimeout <= 0 || c.R.ListTimeout > c.NodeTimeout/2 {
 		c.R.ListTimeout = c.NodeTimeout / 2
 	}
-	c.R.lastSeen = c.lastSeen
-	c.R.staleBefore = c.staleBefore
+	c.R.returnedAt = c.returnedAt
 
 	var wg sync.WaitGroup
 	bg, stop := context.WithCancel(ctx)
@@ -236,7 +233,7 @@ func (c *Controller) snapshot(context.Context) []node.Status {
 	return out
 }
 
-func (c *Controller) staleBefore(machine string) time.Time {
+func (c *Controller) returnedAt(machine string) time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if w, ok := c.nodes[machine]; ok {

@@ -73,31 +73,25 @@ func (r *Reconciler) observe(ctx context.Context) Observed {
 		if n.Status != node.Ready {
 			// What ran there is unknown now; show it as such, and let the
 			// planner count it lost.
-			r.lastSeenMu.Lock()
-			seen := r.lastSeen[n.Name]
-			r.lastSeenMu.Unlock()
-			for _, p := range seen {
-				p.Status, p.Ready = Unknown, false
-				obs.Pods = append(obs.Pods, p)
-			}
+			obs.Pods = append(obs.Pods, r.seen(n.Name)...)
 			continue
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			began := r.now()
 			pods, err := r.listPods(ctx, n.Name)
+			r.listed(n.Name, began, pods, err)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
+				// It answers but could not list: its last-seen pods still
+				// count until it is declared NotReady.
 				obs.Errors[n.Name] = err
+				obs.Pods = append(obs.Pods, r.seen(n.Name)...)
 				return
 			}
 			obs.Pods = append(obs.Pods, pods...)
-			if r.lastSeen != nil {
-				r.lastSeenMu.Lock()
-				r.lastSeen[n.Name] = pods
-				r.lastSeenMu.Unlock()
-			}
 		}()
 	}
 	wg.Wait()
@@ -195,11 +189,15 @@ func shortID(id string) string {
 func plannerState(obs Observed, workloads []planner.Workload, prune bool, staleBefore func(string) time.Time) planner.State {
 	s := planner.State{Workloads: workloads, Prune: prune}
 	for _, n := range obs.Nodes {
-		s.Nodes = append(s.Nodes, planner.Node{
-			Name: n.Name, Ready: n.Status == node.Ready && obs.Errors[n.Name] == nil,
-			NotReadyReason: notReadyReason(n, obs.Errors[n.Name]),
-			MilliCPU:       int64(n.CPUs * 1000), Memory: n.Memory, Labels: n.Labels,
-		})
+		pn := planner.Node{
+			Name: n.Name, Ready: n.Status == node.Ready, NotReadyReason: n.Reason,
+			MilliCPU: int64(n.CPUs * 1000), Memory: n.Memory, Labels: n.Labels,
+		}
+		if err := obs.Errors[n.Name]; err != nil {
+			pn.Unschedulable = true
+			pn.UnschedulableReason = "cannot list containers: " + strings.SplitN(err.Error(), "\n", 2)[0]
+		}
+		s.Nodes = append(s.Nodes, pn)
 	}
 	for _, p := range obs.Pods {
 		stale := false
@@ -214,11 +212,4 @@ func plannerState(obs Observed, workloads []planner.Workload, prune bool, staleB
 		})
 	}
 	return s
-}
-
-func notReadyReason(n node.Status, listErr error) string {
-	if listErr != nil {
-		return "cannot list containers: " + strings.SplitN(listErr.Error(), "\n", 2)[0]
-	}
-	return n.Reason
 }

@@ -58,12 +58,10 @@ type Reconciler struct {
 	Log         *slog.Logger
 	Now         func() time.Time
 
-	// Set by a Controller: pods last seen on machines now unreachable
-	// (shown as Unknown, planned as lost), and since when a machine that
-	// was cut off answers again (its older pods are stale).
-	lastSeen    map[string][]PodStatus
-	lastSeenMu  sync.Mutex
-	staleBefore func(machine string) time.Time
+	mem memory
+	// returnedAt, set by a Controller, is when a machine last became
+	// Ready after being NotReady.
+	returnedAt func(machine string) time.Time
 }
 
 // DefaultListTimeout bounds listing one machine's containers in a pass,
@@ -72,18 +70,6 @@ const DefaultListTimeout = 3 * time.Second
 
 // opTimeout bounds one container create or start.
 const opTimeout = 60 * time.Second
-
-// remember records a pod just started, so that if its machine is cut off
-// before the next listing, the pod is still known (as Unknown) and its
-// name is not handed out again.
-func (r *Reconciler) remember(p PodStatus) {
-	if r.lastSeen == nil {
-		return
-	}
-	r.lastSeenMu.Lock()
-	defer r.lastSeenMu.Unlock()
-	r.lastSeen[p.Node] = append(r.lastSeen[p.Node], p)
-}
 
 // Options tune one pass.
 type Options struct {

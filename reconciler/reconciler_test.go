@@ -26,6 +26,7 @@ type fakeDocker struct {
 	containers map[string]*container.Summary // by ID
 	nextID     int
 	createErr  error
+	listErr    error
 	creates    int
 }
 
@@ -34,6 +35,9 @@ func newFakeDocker() *fakeDocker { return &fakeDocker{containers: map[string]*co
 func (f *fakeDocker) ContainerList(_ context.Context, _ container.ListOptions) ([]container.Summary, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.listErr != nil {
+		return nil, f.listErr
+	}
 	var out []container.Summary
 	for _, c := range f.containers {
 		out = append(out, *c)
@@ -292,6 +296,71 @@ func TestReconciler_PassFailures(t *testing.T) {
 		res, err := r.Pass(ctx, Options{DryRun: true})
 		if err != nil || res.Plan.Empty() || machines["m2"].creates != before {
 			t.Fatalf("dry run: %v, plan %v, creates %d → %d", err, res.Plan, before, machines["m2"].creates)
+		}
+	})
+}
+
+func TestReconciler_PassListFailure(t *testing.T) {
+	ctx := context.Background()
+	machines := map[string]*fakeDocker{"m1": newFakeDocker(), "m2": newFakeDocker(), "m3": newFakeDocker()}
+	st := &fakeStore{}
+	st.set(t, "web", "demo:v1", 3)
+	r := newTestReconciler(machines, st)
+	now := time.Unix(1000, 0)
+	r.Now = func() time.Time { return now }
+	if res, err := r.Pass(ctx, Options{Prune: true}); err != nil || len(res.Errors) > 0 {
+		t.Fatalf("first pass: %v %v", err, res.Errors)
+	}
+
+	t.Run("a machine that answers but cannot list keeps its pods counted", func(t *testing.T) {
+		machines["m2"].listErr = errors.New("context deadline exceeded")
+		now = now.Add(10 * time.Second)
+		res, err := r.Pass(ctx, Options{Prune: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !res.Plan.Empty() {
+			t.Fatalf("planned %v; m2's last-seen pod should still count", res.Plan)
+		}
+		var unknown int
+		for _, p := range res.Observed.Pods {
+			if p.Node == "m2" && p.Status == Unknown {
+				unknown++
+			}
+		}
+		if unknown != 1 || res.Converged() {
+			t.Fatalf("m2 shows %d Unknown pods, converged %v; want 1, false", unknown, res.Converged())
+		}
+	})
+	t.Run("pods older than its return are stopped first when there are too many", func(t *testing.T) {
+		// m2 lists again; meanwhile its pod was replaced elsewhere (a
+		// fourth pod on m1 or m3 stands for the replacement).
+		machines["m2"].listErr = nil
+		st.set(t, "web", "demo:v1", 4)
+		now = now.Add(10 * time.Second)
+		if _, err := r.Pass(ctx, Options{Prune: true}); err != nil {
+			t.Fatal(err)
+		}
+		for name, m := range machines {
+			for _, c := range m.containers {
+				c.Created = now.Unix()
+				if name == "m2" {
+					c.Created = now.Add(-time.Minute).Unix()
+				}
+			}
+		}
+		st.set(t, "web", "demo:v1", 3)
+		now = now.Add(10 * time.Second)
+		res, err := r.Pass(ctx, Options{Prune: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stops []string
+		for _, s := range res.Plan.Steps {
+			stops = append(stops, s.String())
+		}
+		if len(stops) != 1 || !strings.Contains(stops[0], "on m2") || !strings.Contains(stops[0], "unreachable") {
+			t.Fatalf("steps %v; want the pod older than m2's return stopped", stops)
 		}
 	})
 }

@@ -98,12 +98,18 @@ func main() {
 	defer pool.Close()
 
 	fleet("image", "push", *img)
-	serve := exec.Command(bin, "serve")
+	// Debug logs go to serve.log, for reading an incident afterwards.
+	serve := exec.Command(bin, "serve", "-v")
 	serve.Env = env
 	serveLog, err := os.Create(filepath.Join(*dir, "serve.log"))
 	benchkit.Check(err)
 	serve.Stdout, serve.Stderr = serveLog, serveLog
 	benchkit.Check(serve.Start())
+	// Serve places the pods, not the apply: wait until it holds the lease.
+	waitFor("serve to hold the lease", func() bool {
+		b, _ := os.ReadFile(serveLog.Name())
+		return strings.Contains(string(b), "holding the reconcile lease")
+	})
 	mf := filepath.Join(*dir, "failbench.yaml")
 	benchkit.Check(os.WriteFile(mf, []byte(fmt.Sprintf(manifest, *replicas, *img)), 0o644))
 	fleet("apply", "-f", mf)
@@ -142,8 +148,10 @@ func failFleet(ctx context.Context, victim string, replicas int, label string,
 	start := time.Now()
 	benchkit.Check(fail(sb, ctx, victim))
 	for detect == 0 || recover == 0 {
-		if detect == 0 && notReadySince(ctx, last, victim) {
-			detect = time.Since(start)
+		if detect == 0 {
+			if at, ok := notReadyAt(ctx, last, victim); ok {
+				detect = at.Sub(start)
+			}
 		}
 		if recover == 0 && running(ctx, label, victim) == replicas {
 			recover = time.Since(start)
@@ -226,15 +234,17 @@ func lastEventID(ctx context.Context) int64 {
 	return evs[0].ID
 }
 
-func notReadySince(ctx context.Context, after int64, machine string) bool {
+// notReadyAt is when serve declared machine NotReady (the event's own
+// time, not when this loop noticed it).
+func notReadyAt(ctx context.Context, after int64, machine string) (time.Time, bool) {
 	evs, err := st.Events(ctx, "", 50)
 	benchkit.Check(err)
 	for _, e := range evs {
 		if e.ID > after && e.Reason == "NodeNotReady" && e.Machine == machine {
-			return true
+			return e.At, true
 		}
 	}
-	return false
+	return time.Time{}, false
 }
 
 func failSwarm(ctx context.Context, victim, img string, replicas int) (detect, recover time.Duration) {
