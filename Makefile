@@ -6,7 +6,7 @@ BIN       := bin/fleet
 VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 DEMO_DIR  ?= $(CURDIR)/.demo
 # Packages with goroutines run under the race detector too.
-RACE_PKGS := ./sshexec/... ./image/... ./node/... ./sandbox/... ./reconciler/...
+RACE_PKGS := ./sshexec/... ./image/... ./node/... ./sandbox/... ./reconciler/... ./probe/...
 
 .PHONY: build test unit e2e race lint demo demo-down demo-images bench bench-transport bench-scale bench-failover clean
 

@@ -59,6 +59,8 @@ type podJSON struct {
 	Node        string `json:"node"`
 	Status      string `json:"status"`
 	Ready       bool   `json:"ready"`
+	Restarts    int    `json:"restarts"`
+	Reason      string `json:"reason"`
 	Revision    int64  `json:"revision"`
 	Image       string `json:"image"`
 	ContainerID string `json:"containerID"`

@@ -39,6 +39,9 @@ type Status struct {
 	Memory        int64             `json:"memory" yaml:"memory"`
 	Containers    int               `json:"containers" yaml:"containers"`
 	Labels        map[string]string `json:"labels" yaml:"labels"`
+	// Since is when the machine last changed between Ready and NotReady,
+	// as fleet serve recorded it (zero when no change was recorded).
+	Since time.Time `json:"since,omitzero" yaml:"since,omitempty"`
 	// Latency is how long contacting the machine took.
 	Latency time.Duration `json:"-" yaml:"-"`
 	// LatencyMs is Latency in milliseconds, for scripts.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/fleetdev/fleet/node"
+	"github.com/fleetdev/fleet/probe"
 	"github.com/fleetdev/fleet/store"
 )
 
@@ -47,7 +48,10 @@ type Controller struct {
 	Resync time.Duration
 	// VersionPoll is how often the desired state is checked. Default 50ms.
 	VersionPoll time.Duration
-	Log         *slog.Logger
+	// Probes runs probe attempts; without it no probes run (readiness
+	// then is running, or Docker's HEALTHCHECK).
+	Probes *probe.Runner
+	Log    *slog.Logger
 
 	mu    sync.Mutex
 	nodes map[string]*watched
@@ -179,6 +183,13 @@ func (c *Controller) Run(ctx context.Context) error {
 		}
 	}()
 
+	var health *Health
+	if c.Probes != nil {
+		c.R.Probes = c.Probes
+		health = &Health{R: c.R, Runner: c.Probes, Changed: c.poke}
+		defer health.Stop()
+	}
+
 	resync := time.NewTicker(c.Resync)
 	defer resync.Stop()
 	c.poke()
@@ -199,6 +210,9 @@ func (c *Controller) Run(ctx context.Context) error {
 			c.Log.Error("pass failed", "err", err)
 			continue
 		}
+		if health != nil {
+			health.Sync(bg, res.Observed.Pods, res.templates)
+		}
 		c.Log.Debug("pass", "summary", res.Summary(), "running", res.Current, "desired", res.Desired)
 		if !res.Plan.Empty() || len(res.Restarts) > 0 || len(res.Errors) > 0 {
 			c.Log.Info("pass", "summary", res.Summary(), "running", res.Current, "desired", res.Desired)
@@ -207,6 +221,9 @@ func (c *Controller) Run(ctx context.Context) error {
 			}
 			// Confirm soon rather than at the next resync.
 			time.AfterFunc(200*time.Millisecond, c.poke)
+		}
+		if res.RequeueAfter > 0 {
+			time.AfterFunc(res.RequeueAfter+10*time.Millisecond, c.poke)
 		}
 	}
 }

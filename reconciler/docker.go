@@ -43,6 +43,7 @@ const (
 	LabelSpecHash  = "fleet.spec-hash"
 	LabelCPU       = "fleet.requests.cpu"    // the pod's total, in millicores
 	LabelMemory    = "fleet.requests.memory" // the pod's total, in bytes
+	LabelProbes    = "fleet.probes"          // the container's probes: "startup,liveness,readiness"
 )
 
 // ContainerName is the Docker name of one container of a pod.
@@ -68,6 +69,18 @@ func containerConfig(ns, owner, pod string, rev int64, hash string, ps spec.PodS
 		LabelManaged: "true", LabelNamespace: ns, LabelKind: "Deployment", LabelOwner: owner,
 		LabelPod: pod, LabelContainer: c.Name, LabelRevision: strconv.FormatInt(rev, 10), LabelSpecHash: hash,
 		LabelCPU: strconv.FormatInt(cpu, 10), LabelMemory: strconv.FormatInt(mem, 10),
+	}
+	var probes []string
+	for _, p := range []struct {
+		name  string
+		probe *spec.Probe
+	}{{"startup", c.StartupProbe}, {"liveness", c.LivenessProbe}, {"readiness", c.ReadinessProbe}} {
+		if p.probe != nil {
+			probes = append(probes, p.name)
+		}
+	}
+	if len(probes) > 0 {
+		labels[LabelProbes] = strings.Join(probes, ",")
 	}
 	env := make([]string, 0, len(c.Env))
 	for _, e := range c.Env {

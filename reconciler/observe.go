@@ -2,6 +2,7 @@ package reconciler
 
 import (
 	"context"
+	"fmt"
 	"sort"
 	"strconv"
 	"strings"
@@ -21,16 +22,53 @@ const (
 	Running = "Running"
 	Failed  = "Failed"
 	Unknown = "Unknown"
+	// CrashLoopBackOff: a container keeps stopping and its next restart
+	// waits (Docker's restart policy, or fleet's back-off).
+	CrashLoopBackOff = "CrashLoopBackOff"
 )
 
 // ContainerStatus is one container of an observed pod.
 type ContainerStatus struct {
-	Name     string `json:"name"`
-	ID       string `json:"containerID"`
-	Image    string `json:"image"`
-	State    string `json:"state"` // Docker's: created, running, exited, …
-	Status   string `json:"status"`
-	Restarts int    `json:"restarts"`
+	Name   string `json:"name"`
+	ID     string `json:"containerID"`
+	Image  string `json:"image"`
+	State  string `json:"state"` // Docker's: created, running, restarting, exited, …
+	Status string `json:"status"`
+	// IP is the container's address on its machine's Docker network,
+	// where probes (and the load balancer's tunnels) reach it.
+	IP string `json:"ip,omitempty"`
+	// Probes lists the probes the container has: startup, liveness,
+	// readiness (from its labels).
+	Probes     string    `json:"probes,omitempty"`
+	Health     string    `json:"health,omitempty"` // Docker HEALTHCHECK status, if the image has one
+	StartedAt  time.Time `json:"startedAt,omitzero"`
+	FinishedAt time.Time `json:"finishedAt,omitzero"`
+	// ExitCode, OOMKilled and Error are of the last time it stopped.
+	ExitCode  int    `json:"exitCode"`
+	OOMKilled bool   `json:"oomKilled,omitempty"`
+	Error     string `json:"error,omitempty"`
+	// Restarts counts every restart: Docker's (by its restart policy,
+	// since the container was last started by fleet) plus Carried, those
+	// before that.
+	Restarts int `json:"restarts"`
+	Carried  int `json:"carried,omitempty"`
+	// BackoffStep counts fleet's restarts in a row without ten minutes of
+	// running between them; the next one waits 10 s × 2^(step-1), at most
+	// 5 min, after the container stopped, as Kubernetes' kubelet does.
+	BackoffStep int `json:"backoffStep,omitempty"`
+	// Started: the startup probe has succeeded (or there is none).
+	// Ready: running, started, and the readiness probe (or, with no
+	// probe, Docker's HEALTHCHECK) says so.
+	Started bool `json:"started"`
+	Ready   bool `json:"ready"`
+	// Reason and Message say why it is not ready or not running.
+	Reason  string `json:"reason,omitempty"`
+	Message string `json:"message,omitempty"`
+	// Probed: a controller has probed it (Started and the probe
+	// verdict are the controller's).
+	Probed       bool   `json:"probed,omitempty"`
+	ProbeReady   bool   `json:"probeReady,omitempty"`
+	ProbeMessage string `json:"probeMessage,omitempty"`
 }
 
 // PodStatus is one pod as found on a machine.
@@ -43,6 +81,8 @@ type PodStatus struct {
 	Status      string            `json:"status"`
 	Ready       bool              `json:"ready"`
 	Restarts    int               `json:"restarts"`
+	Reason      string            `json:"reason,omitempty"`
+	Message     string            `json:"message,omitempty"`
 	Revision    int64             `json:"revision"`
 	SpecHash    string            `json:"specHash"`
 	Image       string            `json:"image"`
@@ -51,6 +91,8 @@ type PodStatus struct {
 	MilliCPU    int64             `json:"milliCPU"`
 	Memory      int64             `json:"memory"`
 	Containers  []ContainerStatus `json:"containers"`
+	// LastSeen is when the pod was last listed, for pods shown Unknown.
+	LastSeen time.Time `json:"lastSeen,omitzero"`
 }
 
 // Observed is the machines and the pods on them, as found now.
@@ -73,7 +115,7 @@ func (r *Reconciler) observe(ctx context.Context) Observed {
 		if n.Status != node.Ready {
 			// What ran there is unknown now; show it as such, and let the
 			// planner count it lost.
-			obs.Pods = append(obs.Pods, r.seen(n.Name)...)
+			obs.Pods = append(obs.Pods, r.seen(ctx, n.Name)...)
 			continue
 		}
 		wg.Add(1)
@@ -81,14 +123,14 @@ func (r *Reconciler) observe(ctx context.Context) Observed {
 			defer wg.Done()
 			began := r.now()
 			pods, err := r.listPods(ctx, n.Name)
-			r.listed(n.Name, began, pods, err)
+			r.listed(ctx, n.Name, began, pods, err)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
 				// It answers but could not list: its last-seen pods still
 				// count until it is declared NotReady.
 				obs.Errors[n.Name] = err
-				obs.Pods = append(obs.Pods, r.seen(n.Name)...)
+				obs.Pods = append(obs.Pods, r.seen(ctx, n.Name)...)
 				return
 			}
 			obs.Pods = append(obs.Pods, pods...)
@@ -126,6 +168,7 @@ func (r *Reconciler) listPods(ctx context.Context, machine string) ([]PodStatus,
 		return nil, err
 	}
 	byPod := map[string]*PodStatus{}
+	var cs []*ContainerStatus
 	for _, c := range list {
 		l := c.Labels
 		if l[LabelManaged] != "true" || l[LabelPod] == "" {
@@ -145,38 +188,185 @@ func (r *Reconciler) listPods(ctx context.Context, machine string) ([]PodStatus,
 		if t := time.Unix(c.Created, 0).UTC(); t.Before(p.Created) {
 			p.Created = t
 		}
-		p.Containers = append(p.Containers, ContainerStatus{Name: l[LabelContainer], ID: c.ID, Image: c.Image, State: c.State, Status: c.Status})
+		p.Containers = append(p.Containers, ContainerStatus{Name: l[LabelContainer], ID: c.ID, Image: c.Image,
+			State: c.State, Status: c.Status, Probes: l[LabelProbes]})
 	}
+	for _, p := range byPod {
+		for i := range p.Containers {
+			cs = append(cs, &p.Containers[i])
+		}
+	}
+	r.inspect(ctx, d, cs)
+	now := r.now()
 	var out []PodStatus
 	for _, k := range sortedKeys(byPod) {
 		p := byPod[k]
 		sort.Slice(p.Containers, func(i, j int) bool { return p.Containers[i].Name < p.Containers[j].Name })
-		running, exited := 0, 0
-		for _, c := range p.Containers {
-			switch c.State {
-			case "running":
-				running++
-			case "exited", "dead":
-				exited++
-			}
+		for i := range p.Containers {
+			r.recall(ctx, &p.Containers[i])
 		}
-		switch {
-		case running == len(p.Containers):
-			p.Status = Running
-		case exited > 0:
-			p.Status = Failed
-		default:
-			p.Status = Pending
-		}
-		// Readiness probes come with fleet serve; until then a running pod
-		// is ready.
-		p.Ready = p.Status == Running
+		p.summarise(now)
 		p.Image = p.Containers[0].Image
 		p.ContainerID = shortID(p.Containers[0].ID)
+		p.LastSeen = now
 		out = append(out, *p)
 	}
 	return out, nil
 }
+
+// inspect fills in what the listing lacks (address, health, restarts,
+// last exit), four containers of a machine at a time. A container that
+// vanished meanwhile keeps what the listing said.
+func (r *Reconciler) inspect(ctx context.Context, d Docker, cs []*ContainerStatus) {
+	sem := make(chan struct{}, 4)
+	var wg sync.WaitGroup
+	for _, c := range cs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			insp, err := d.ContainerInspect(ctx, c.ID)
+			if err != nil || insp.ContainerJSONBase == nil || insp.State == nil {
+				return
+			}
+			st := insp.State
+			c.Restarts = insp.RestartCount
+			c.ExitCode, c.OOMKilled, c.Error = st.ExitCode, st.OOMKilled, st.Error
+			c.StartedAt, _ = time.Parse(time.RFC3339Nano, st.StartedAt)
+			c.FinishedAt, _ = time.Parse(time.RFC3339Nano, st.FinishedAt)
+			if st.Health != nil {
+				c.Health = string(st.Health.Status)
+			}
+			c.IP = containerIP(insp)
+		}()
+	}
+	wg.Wait()
+}
+
+// containerIP is a container's address on its machine: the default
+// bridge's, else its first network's.
+func containerIP(insp container.InspectResponse) string {
+	ns := insp.NetworkSettings
+	if ns == nil {
+		return ""
+	}
+	if ns.IPAddress != "" {
+		return ns.IPAddress
+	}
+	for _, name := range sortedKeys(ns.Networks) {
+		if n := ns.Networks[name]; n != nil && n.IPAddress != "" {
+			return n.IPAddress
+		}
+	}
+	return ""
+}
+
+// summarise derives the pod's status, readiness, restarts and reason from
+// its containers.
+func (p *PodStatus) summarise(now time.Time) {
+	running, exited, restarting, backoff := 0, 0, 0, 0
+	p.Ready, p.Restarts, p.Reason, p.Message = true, 0, "", ""
+	note := func(reason, msg string) {
+		if p.Reason == "" {
+			p.Reason, p.Message = reason, msg
+		}
+	}
+	for i := range p.Containers {
+		c := &p.Containers[i]
+		p.Restarts += c.Restarts + c.Carried
+		c.Ready, c.Reason, c.Message = false, "", ""
+		switch c.State {
+		case "running":
+			running++
+			c.Ready, c.Reason, c.Message = c.readiness()
+		case "restarting":
+			restarting++
+			c.Reason, c.Message = CrashLoopBackOff, fmt.Sprintf("exited with %d; Docker restarts it after a back-off", c.ExitCode)
+		case "exited", "dead":
+			exited++
+			c.Reason, c.Message = exitReason(c), c.Error
+			if delay := c.backoff(); delay > 0 && now.Before(c.FinishedAt.Add(delay)) {
+				backoff++
+				c.Reason = CrashLoopBackOff
+				c.Message = fmt.Sprintf("back-off %s restarting failed container %s (exited with %d)", delay, c.Name, c.ExitCode)
+			}
+		default:
+			c.Reason = "ContainerCreating"
+		}
+		p.Ready = p.Ready && c.Ready
+		if !c.Ready {
+			note(c.Reason, c.Message)
+		}
+	}
+	switch {
+	case restarting > 0 || backoff > 0:
+		p.Status = CrashLoopBackOff
+	case running == len(p.Containers):
+		p.Status = Running
+	case exited > 0:
+		p.Status = Failed
+	default:
+		p.Status = Pending
+	}
+}
+
+// readiness of a running container: its probes' verdict as the
+// controller last recorded it, else Docker's HEALTHCHECK, else running is
+// ready.
+func (c *ContainerStatus) readiness() (ready bool, reason, msg string) {
+	probed := strings.Contains(c.Probes, "readiness") || strings.Contains(c.Probes, "startup")
+	switch {
+	case probed && !c.Probed:
+		return false, "NotProbed", "not probed yet: readiness comes from the probes fleet serve runs"
+	case probed && !c.Started:
+		return false, "Starting", "startup probe has not succeeded yet"
+	case strings.Contains(c.Probes, "readiness") && !c.ProbeReady:
+		return false, "Unready", c.probeMessage()
+	case !probed && c.Health == "unhealthy":
+		return false, "Unhealthy", "Docker HEALTHCHECK reports unhealthy"
+	case !probed && c.Health == "starting":
+		return false, "Starting", "Docker HEALTHCHECK has not passed yet"
+	}
+	return true, "", ""
+}
+
+func (c *ContainerStatus) probeMessage() string {
+	if c.ProbeMessage != "" {
+		return c.ProbeMessage
+	}
+	return "readiness probe failing"
+}
+
+func exitReason(c *ContainerStatus) string {
+	switch {
+	case c.OOMKilled:
+		return "OOMKilled"
+	case c.ExitCode == 0:
+		return "Completed"
+	}
+	return "Error"
+}
+
+// backoff is how long fleet waits after the container stopped before
+// starting it again: nothing the first time, then 10 s doubling to 5 min.
+func (c *ContainerStatus) backoff() time.Duration {
+	if c.BackoffStep == 0 || !c.StartedAt.IsZero() && c.FinishedAt.Sub(c.StartedAt) >= backoffReset {
+		return 0
+	}
+	d := backoffBase << (c.BackoffStep - 1)
+	if d > backoffMax || d <= 0 {
+		d = backoffMax
+	}
+	return d
+}
+
+// Fleet's restart back-off, Kubernetes' numbers: 10 s doubling to 5 min,
+// forgotten once a container has run for 10 min.
+const (
+	backoffBase  = 10 * time.Second
+	backoffMax   = 5 * time.Minute
+	backoffReset = 10 * time.Minute
+)
 
 func shortID(id string) string {
 	if len(id) > 12 {

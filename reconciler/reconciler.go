@@ -19,6 +19,7 @@ import (
 
 	"github.com/fleetdev/fleet/node"
 	"github.com/fleetdev/fleet/planner"
+	"github.com/fleetdev/fleet/probe"
 	"github.com/fleetdev/fleet/spec"
 	"github.com/fleetdev/fleet/store"
 )
@@ -28,6 +29,8 @@ type Store interface {
 	List(ctx context.Context, kind, namespace string) ([]store.Object, error)
 	Revisions(ctx context.Context, kind, namespace, name string) ([]store.Revision, error)
 	AddEvents(ctx context.Context, evs ...store.Event) error
+	SaveMachinePods(ctx context.Context, m store.MachinePods) error
+	AllMachinePods(ctx context.Context) ([]store.MachinePods, error)
 }
 
 var _ Store = (*store.Store)(nil)
@@ -55,8 +58,11 @@ type Reconciler struct {
 	// ListTimeout bounds listing one machine's containers. Default 3s;
 	// a Controller sets half its node timeout.
 	ListTimeout time.Duration
-	Log         *slog.Logger
-	Now         func() time.Time
+	// Probes, when set, gates a replacement on its startup and readiness
+	// probes before its predecessor stops.
+	Probes *probe.Runner
+	Log    *slog.Logger
+	Now    func() time.Time
 
 	mem memory
 	// returnedAt, set by a Controller, is when a machine last became
@@ -90,6 +96,11 @@ type Result struct {
 	// Desired is the number of replicas desired across workloads, and
 	// Current those running with the current template.
 	Desired, Current int
+	// RequeueAfter, when set, is when a container waiting out its restart
+	// back-off may be started: pass again then.
+	RequeueAfter time.Duration
+
+	templates map[string]*spec.PodSpec
 }
 
 // Converged reports whether the pass found nothing to do and nothing wrong.
@@ -117,22 +128,32 @@ func (r *Reconciler) log() *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
-// readDesired loads every Deployment from the store.
-func (r *Reconciler) readDesired(ctx context.Context) ([]desired, error) {
+// readDesired loads every Deployment from the store, and the templates
+// of all their revisions by namespace, name and spec hash (pods of an
+// older revision are probed as their template says).
+func (r *Reconciler) readDesired(ctx context.Context) ([]desired, map[string]*spec.PodSpec, error) {
 	objs, err := r.Store.List(ctx, "Deployment", "")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	templates := map[string]*spec.PodSpec{}
 	var out []desired
 	for _, o := range objs {
 		var d spec.Deployment
 		if err := json.Unmarshal(o.Spec, &d); err != nil {
-			return nil, fmt.Errorf("decode Deployment %s/%s from the state file: %w", o.Namespace, o.Name, err)
+			return nil, nil, fmt.Errorf("decode Deployment %s/%s from the state file: %w", o.Namespace, o.Name, err)
 		}
 		revs, err := r.Store.Revisions(ctx, "Deployment", o.Namespace, o.Name)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
+		for _, rv := range revs {
+			var old spec.Deployment
+			if json.Unmarshal(rv.Spec, &old) == nil {
+				templates[templateKey(o.Namespace, o.Name, old.PodSpecHash())] = &old.Template.Spec
+			}
+		}
+		templates[templateKey(o.Namespace, o.Name, d.PodSpecHash())] = &d.Template.Spec
 		var rev int64 = 1
 		if len(revs) > 0 {
 			rev = revs[len(revs)-1].Revision
@@ -143,12 +164,12 @@ func (r *Reconciler) readDesired(ctx context.Context) ([]desired, error) {
 			Revision: rev, MilliCPU: cpu, Memory: mem, NodeSelector: d.Template.Spec.NodeSelector,
 		}})
 	}
-	return out, nil
+	return out, templates, nil
 }
 
 // Pass runs one observe → plan → apply cycle.
 func (r *Reconciler) Pass(ctx context.Context, opts Options) (Result, error) {
-	want, err := r.readDesired(ctx)
+	want, templates, err := r.readDesired(ctx)
 	if err != nil {
 		return Result{}, err
 	}
@@ -163,7 +184,7 @@ func (r *Reconciler) Pass(ctx context.Context, opts Options) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("plan: %w", err)
 	}
-	res := Result{Observed: obs, Plan: plan}
+	res := Result{Observed: obs, Plan: plan, templates: templates}
 	// Keyed by namespace, name and machine: one name can be on two
 	// machines when a cut-off machine returns.
 	stopKey := func(workload, pod, node string) string {
@@ -202,9 +223,8 @@ func (r *Reconciler) Pass(ctx context.Context, opts Options) (Result, error) {
 	}
 	ex := &executor{r: r, byKey: byKey, sems: map[string]chan struct{}{}, pods: obs.Pods}
 	res.Errors = ex.run(ctx, plan, restart)
-	for _, p := range restart {
-		res.Restarts = append(res.Restarts, p.Namespace+"/"+p.Name)
-	}
+	res.Restarts = ex.restarted
+	res.RequeueAfter = ex.requeue
 	return res, nil
 }
 
@@ -214,10 +234,12 @@ type executor struct {
 	byKey map[string]desired
 	pods  []PodStatus
 
-	mu     sync.Mutex
-	sems   map[string]chan struct{}
-	errs   []error
-	events []store.Event
+	mu        sync.Mutex
+	sems      map[string]chan struct{}
+	errs      []error
+	events    []store.Event
+	restarted []string
+	requeue   time.Duration
 }
 
 func (e *executor) sem(machine string) chan struct{} {
@@ -317,7 +339,7 @@ func (e *executor) run(ctx context.Context, plan planner.Plan, restart []PodStat
 				if !e.start(ctx, rp.New) {
 					return
 				}
-				if err := e.waitRunning(ctx, rp.New); err != nil {
+				if err := e.waitReady(ctx, rp.New); err != nil {
 					e.fail(err)
 					return
 				}
@@ -413,14 +435,17 @@ func (e *executor) start(ctx context.Context, s planner.Run) bool {
 		}
 	}
 	cpu, mem := podRequests(d.deploy.Template.Spec)
-	e.r.remember(PodStatus{Name: s.Pod, Namespace: ns, Owner: owner, Kind: "Deployment", Node: s.Node, Status: Running,
+	e.r.remember(ctx, PodStatus{Name: s.Pod, Namespace: ns, Owner: owner, Kind: "Deployment", Node: s.Node, Status: Running,
 		Revision: s.Revision, SpecHash: s.SpecHash, Created: e.r.now().UTC(), MilliCPU: cpu, Memory: mem})
 	e.event("Normal", "Started", ns, s.Pod, s.Node, fmt.Sprintf("started on %s: %s", s.Node, s.Reason))
 	e.r.log().Info("started pod", "namespace", ns, "name", s.Pod, "machine", s.Node, "step", "run")
 	return true
 }
 
-func (e *executor) waitRunning(ctx context.Context, s planner.Run) error {
+// waitReady waits until every container of a replacement runs and, when
+// it has a startup or readiness probe and the Reconciler can probe, until
+// those pass: only then is its predecessor stopped.
+func (e *executor) waitReady(ctx context.Context, s planner.Run) error {
 	timeout := e.r.ReadyTimeout
 	if timeout <= 0 {
 		timeout = 60 * time.Second
@@ -432,22 +457,68 @@ func (e *executor) waitRunning(ctx context.Context, s planner.Run) error {
 	if err != nil {
 		return err
 	}
+	var running []container.InspectResponse
 	for {
-		all := true
+		running = running[:0]
 		for _, c := range d.deploy.Template.Spec.Containers {
 			insp, err := dk.ContainerInspect(ctx, ContainerName(d.workload.Namespace, s.Pod, c.Name))
-			if err != nil || insp.State == nil || !insp.State.Running {
-				all = false
+			if err != nil || insp.ContainerJSONBase == nil || insp.State == nil || !insp.State.Running {
 				break
 			}
+			running = append(running, insp)
 		}
-		if all {
-			return nil
+		if len(running) == len(d.deploy.Template.Spec.Containers) {
+			break
 		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%s: replacement %s not running after %s; kept its predecessor", s.Node, s.Pod, timeout)
 		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	if e.r.Probes == nil {
+		return nil
+	}
+	for i, c := range d.deploy.Template.Spec.Containers {
+		if c.StartupProbe == nil && c.ReadinessProbe == nil {
+			continue
+		}
+		insp := running[i]
+		started, _ := time.Parse(time.RFC3339Nano, insp.State.StartedAt)
+		t := probe.Target{Machine: s.Node, ContainerID: insp.ID, IP: containerIP(insp), Ports: c.Ports}
+		for _, p := range []*spec.Probe{c.StartupProbe, c.ReadinessProbe} {
+			if p == nil {
+				continue
+			}
+			if msg, ok := e.r.passes(ctx, p, t, started); !ok {
+				return fmt.Errorf("%s: replacement %s not ready after %s (%s); kept its predecessor", s.Node, s.Pod, timeout, msg)
+			}
+		}
+		e.r.probed(insp.ID, true, true, "")
+	}
+	return nil
+}
+
+// passes probes t from its start plus the initial delay, every period,
+// until successThreshold successes in a row or ctx ends.
+func (r *Reconciler) passes(ctx context.Context, p *spec.Probe, t probe.Target, started time.Time) (string, bool) {
+	wait := time.Until(started.Add(time.Duration(p.InitialDelaySeconds) * time.Second))
+	period := time.Duration(max(p.PeriodSeconds, 1)) * time.Second
+	successes, last := 0, "no attempt yet"
+	for {
+		select {
+		case <-ctx.Done():
+			return last, false
+		case <-time.After(max(wait, 0)):
+		}
+		wait = period
+		res := r.Probes.Run(ctx, p, t)
+		if !res.OK {
+			successes, last = 0, res.Message
+			continue
+		}
+		if successes++; successes >= max(p.SuccessThreshold, 1) {
+			return "", true
 		}
 	}
 }
@@ -497,7 +568,9 @@ func (e *executor) stop(ctx context.Context, s planner.Stop) {
 	e.r.log().Info("stopped pod", "namespace", ns, "name", s.Pod, "machine", s.Node, "step", "stop")
 }
 
-// restart starts the stopped containers of a desired pod again.
+// restart starts the stopped containers of a desired pod again, each
+// once its back-off has passed. Containers Docker is restarting itself
+// (its restart policy) are left to it.
 func (e *executor) restart(ctx context.Context, p PodStatus) {
 	sem := e.sem(p.Node)
 	sem <- struct{}{}
@@ -507,16 +580,43 @@ func (e *executor) restart(ctx context.Context, p PodStatus) {
 		e.fail(fmt.Errorf("%s: restart %s: %w", p.Node, p.Name, err))
 		return
 	}
+	now := e.r.now()
+	var started []string
 	for _, c := range p.Containers {
-		if c.State == "running" {
+		switch c.State {
+		case "running", "restarting", "paused", "removing":
+			continue
+		}
+		if wait := c.FinishedAt.Add(c.backoff()).Sub(now); c.State != "created" && wait > 0 {
+			e.mu.Lock()
+			if e.requeue == 0 || wait < e.requeue {
+				e.requeue = wait
+			}
+			e.mu.Unlock()
+			if e.r.noteBackoff(c) {
+				e.event("Warning", "BackOff", p.Namespace, p.Name, p.Node,
+					fmt.Sprintf("back-off %s restarting failed container %s (exited with %d, %d restarts)", c.backoff(), c.Name, c.ExitCode, c.Restarts+c.Carried))
+			}
 			continue
 		}
 		if err := dk.ContainerStart(ctx, c.ID, container.StartOptions{}); err != nil {
 			e.fail(fmt.Errorf("%s: restart container %s of %s: %w", p.Node, c.Name, p.Name, err))
+			e.event("Warning", "Failed", p.Namespace, p.Name, p.Node, fmt.Sprintf("restart container %s: %v", c.Name, err))
 			return
 		}
+		if c.State != "created" {
+			e.r.restarted(ctx, c)
+		}
+		started = append(started, fmt.Sprintf("%s (exited with %d)", c.Name, c.ExitCode))
 	}
-	e.event("Normal", "Restarted", p.Namespace, p.Name, p.Node, "containers found stopped were started again")
+	if len(started) == 0 {
+		return
+	}
+	e.mu.Lock()
+	e.restarted = append(e.restarted, p.Namespace+"/"+p.Name)
+	e.mu.Unlock()
+	e.event("Normal", "Restarted", p.Namespace, p.Name, p.Node, "started again: "+strings.Join(started, ", "))
+	e.r.log().Info("restarted pod", "namespace", p.Namespace, "name", p.Name, "machine", p.Node, "step", "restart")
 }
 
 // Summary is one line for a result: "placed 3, stopped 1, 2 unplaceable".

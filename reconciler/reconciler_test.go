@@ -115,8 +115,10 @@ func (f *fakeDocker) count(state string) int {
 
 // fakeStore serves Deployments from memory and keeps events.
 type fakeStore struct {
-	objs   []store.Object
-	events []store.Event
+	mu          sync.Mutex // passes save machines' pods in parallel
+	objs        []store.Object
+	events      []store.Event
+	machinePods []store.MachinePods
 }
 
 func (s *fakeStore) List(_ context.Context, kind, _ string) ([]store.Object, error) {
@@ -136,6 +138,25 @@ func (s *fakeStore) Revisions(context.Context, string, string, string) ([]store.
 func (s *fakeStore) AddEvents(_ context.Context, evs ...store.Event) error {
 	s.events = append(s.events, evs...)
 	return nil
+}
+
+func (s *fakeStore) SaveMachinePods(_ context.Context, m store.MachinePods) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.machinePods {
+		if s.machinePods[i].Machine == m.Machine {
+			s.machinePods[i] = m
+			return nil
+		}
+	}
+	s.machinePods = append(s.machinePods, m)
+	return nil
+}
+
+func (s *fakeStore) AllMachinePods(context.Context) ([]store.MachinePods, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.machinePods, nil
 }
 
 func (s *fakeStore) set(t *testing.T, name, image string, replicas int) {

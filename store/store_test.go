@@ -131,3 +131,25 @@ func TestStore_OpenConcurrently(t *testing.T) {
 		}
 	}
 }
+
+func TestStore_MachinePods(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	at := time.Unix(1000, 5).UTC()
+	for _, m := range []MachinePods{{"m2", []byte(`[1]`), at}, {"m1", []byte(`[]`), at}, {"m2", []byte(`[2]`), at.Add(time.Second)}} {
+		if err := s.SaveMachinePods(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.AllMachinePods(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].Machine != "m1" || string(got[1].Pods) != `[2]` || !got[1].ObservedAt.Equal(at.Add(time.Second)) {
+		t.Fatalf("got %+v; want m1 and m2's latest", got)
+	}
+}

@@ -31,7 +31,8 @@ func TestParseRef(t *testing.T) {
 		{"svc/api", "Service", "api", true},
 		{"web", "", "", false},
 		{"deploy/", "", "", false},
-		{"pod/x", "", "", false},
+		{"pod/x", "Pod", "x", true},
+		{"rs/x", "", "", false},
 	} {
 		kind, name, err := parseRef(tt.in)
 		if (err == nil) != tt.ok || kind != tt.kind || name != tt.name {

@@ -1,33 +1,43 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/pkg/stdcopy"
 	"github.com/spf13/cobra"
+
+	"github.com/fleetdev/fleet/reconciler"
 )
 
 func newDescribeCmd(g *globals) *cobra.Command {
 	var ns string
 	cmd := &cobra.Command{
-		Use:   "describe deploy/NAME",
-		Short: "Show a Deployment in detail: template, revisions, pods, events",
+		Use:   "describe deploy/NAME | pod/NAME",
+		Short: "Show a Deployment (template, revisions, pods, events) or a pod (containers, last exit, log tail, events) in detail",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			kind, name, err := parseRef(args[0])
 			if err != nil {
 				return err
 			}
-			if kind != "Deployment" {
-				return fmt.Errorf("describe %s: only deployments can be described so far", args[0])
+			if kind != "Deployment" && kind != "Pod" {
+				return fmt.Errorf("describe %s: only deployments and pods can be described so far", args[0])
 			}
 			s, err := g.open(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer s.Close()
+			if kind == "Pod" {
+				return describePod(cmd, s, ns, name)
+			}
 			o, ok, err := s.store.Get(cmd.Context(), "Deployment", ns, name)
 			if err != nil {
 				return err
@@ -107,4 +117,108 @@ func newDescribeCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().StringVarP(&ns, "namespace", "n", "default", "namespace")
 	return cmd
+}
+
+// describePod prints one pod as found on its machine: each container's
+// state, last exit, restarts, probes and the tail of its log, then the
+// pod's events.
+func describePod(cmd *cobra.Command, s *session, ns, name string) error {
+	ctx := cmd.Context()
+	obs := s.reconciler().Observe(ctx)
+	var found []reconciler.PodStatus
+	for _, p := range obs.Pods {
+		if p.Namespace == ns && p.Name == name {
+			found = append(found, p)
+		}
+	}
+	if len(found) == 0 {
+		return fmt.Errorf("pod %s not found in namespace %s (fleet get pods -A lists them)", name, ns)
+	}
+	w := cmd.OutOrStdout()
+	for _, p := range found {
+		fmt.Fprintf(w, "Name:          %s\nNamespace:     %s\nNode:          %s\nControlled by: Deployment/%s\n", p.Name, p.Namespace, p.Node, p.Owner)
+		fmt.Fprintf(w, "Created:       %s\nRevision:      %d (template %s)\n", p.Created.Local().Format(time.RFC3339), p.Revision, p.SpecHash)
+		fmt.Fprintf(w, "Status:        %s\nReady:         %v\nRestarts:      %d\n", p.Status, p.Ready, p.Restarts)
+		if p.Reason != "" {
+			fmt.Fprintf(w, "Reason:        %s\nMessage:       %s\n", p.Reason, p.Message)
+		}
+		fmt.Fprintln(w, "Containers:")
+		for _, c := range p.Containers {
+			fmt.Fprintf(w, "  %s:\n    Container ID: %s\n    Image:        %s\n    IP:           %s\n", c.Name, c.ID, c.Image, dash(c.IP))
+			fmt.Fprintf(w, "    State:        %s", c.State)
+			if c.State == "running" && !c.StartedAt.IsZero() {
+				fmt.Fprintf(w, " since %s", c.StartedAt.Local().Format(time.RFC3339))
+			}
+			fmt.Fprintln(w)
+			if !c.FinishedAt.IsZero() {
+				fmt.Fprintf(w, "    Last exit:    code %d at %s", c.ExitCode, c.FinishedAt.Local().Format(time.RFC3339))
+				if c.OOMKilled {
+					fmt.Fprint(w, " (OOMKilled)")
+				}
+				if c.Error != "" {
+					fmt.Fprintf(w, " (%s)", c.Error)
+				}
+				fmt.Fprintln(w)
+			}
+			fmt.Fprintf(w, "    Ready:        %v\n    Restarts:     %d\n", c.Ready, c.Restarts+c.Carried)
+			if c.Probes != "" {
+				fmt.Fprintf(w, "    Probes:       %s\n", c.Probes)
+			}
+			if c.Health != "" {
+				fmt.Fprintf(w, "    Health:       %s (Docker HEALTHCHECK)\n", c.Health)
+			}
+			if c.Reason != "" {
+				fmt.Fprintf(w, "    Reason:       %s: %s\n", c.Reason, c.Message)
+			}
+			if p.Status == reconciler.Unknown {
+				continue
+			}
+			fmt.Fprintf(w, "    Log (last %d lines):\n", logTail)
+			lines, err := containerLog(ctx, s, p.Node, c.ID)
+			if err != nil {
+				fmt.Fprintf(w, "      (cannot read the log: %v)\n", err)
+			}
+			for _, l := range lines {
+				fmt.Fprintf(w, "      %s\n", l)
+			}
+		}
+		evs, _ := s.store.Events(ctx, ns, 500) // oldest first
+		fmt.Fprintln(w, "Events:")
+		for _, e := range evs {
+			if e.Kind == "Pod" && e.Name == p.Name && e.Machine == p.Node {
+				fmt.Fprintf(w, "  %s  %-7s  %-16s  %s\n", e.At.Local().Format("15:04:05"), e.Type, e.Reason, e.Message)
+			}
+		}
+		fmt.Fprintln(w)
+	}
+	return nil
+}
+
+// logTail is how many lines of each container's log describe shows.
+const logTail = 20
+
+// containerLog is the last logTail lines of a container's stdout and
+// stderr, read over the machine's Docker API.
+func containerLog(ctx context.Context, s *session, machine, id string) ([]string, error) {
+	d, err := s.pool.Docker(machine)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	rc, err := d.ContainerLogs(ctx, id, container.LogsOptions{ShowStdout: true, ShowStderr: true, Tail: fmt.Sprint(logTail)})
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	var buf bytes.Buffer
+	// Containers run without a TTY: the stream is multiplexed.
+	if _, err := stdcopy.StdCopy(&buf, &buf, io.LimitReader(rc, 1<<20)); err != nil {
+		return nil, err
+	}
+	text := strings.TrimRight(buf.String(), "\n")
+	if text == "" {
+		return nil, nil
+	}
+	return strings.Split(text, "\n"), nil
 }

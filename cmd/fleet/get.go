@@ -11,6 +11,7 @@ import (
 
 	"github.com/fleetdev/fleet/node"
 	"github.com/fleetdev/fleet/reconciler"
+	"github.com/fleetdev/fleet/store"
 )
 
 func newGetCmd(g *globals) *cobra.Command {
@@ -116,21 +117,28 @@ func getNodes(cmd *cobra.Command, v *view, output string) error {
 	if err != nil {
 		return err
 	}
+	if err := v.since(cmd.Context(), statuses); err != nil {
+		return err
+	}
 	w := cmd.OutOrStdout()
 	if output == "json" || output == "yaml" {
 		return printList(w, output, statuses)
 	}
-	headers := []string{"NAME", "STATUS", "ADDRESS", "DOCKER", "CPUS", "MEMORY", "CONTAINERS", "REASON"}
+	headers := []string{"NAME", "STATUS", "SINCE", "ADDRESS", "DOCKER", "CPUS", "MEMORY", "CONTAINERS", "REASON"}
 	if output == "wide" {
 		headers = append(headers, "LABELS", "LATENCY")
 	}
 	t := newTable(w, headers...)
 	for _, st := range statuses {
-		cols := []string{st.Name, st.Status, st.Address, dash(st.DockerVersion), "-", "-", "-", dash(st.Reason)}
+		since := "-"
+		if !st.Since.IsZero() {
+			since = age(st.Since)
+		}
+		cols := []string{st.Name, st.Status, since, st.Address, dash(st.DockerVersion), "-", "-", "-", dash(st.Reason)}
 		if st.Status == node.Ready {
-			cols[4] = fmt.Sprintf("%g", st.CPUs)
-			cols[5] = humanBytes(st.Memory)
-			cols[6] = fmt.Sprint(st.Containers)
+			cols[5] = fmt.Sprintf("%g", st.CPUs)
+			cols[6] = humanBytes(st.Memory)
+			cols[7] = fmt.Sprint(st.Containers)
 		}
 		if output == "wide" {
 			cols = append(cols, labelString(st.Labels), st.Latency.Round(time.Millisecond).String())
@@ -145,6 +153,35 @@ func getNodes(cmd *cobra.Command, v *view, output string) error {
 			if st.Error != "" {
 				fmt.Fprintf(cmd.ErrOrStderr(), "%s: %s\n", st.Name, st.Error)
 			}
+		}
+	}
+	return nil
+}
+
+// since sets, on each machine whose status matches the last
+// NodeReady/NodeNotReady event fleet serve recorded for it, when that was.
+func (v *view) since(ctx context.Context, statuses []node.Status) error {
+	s, err := v.session(ctx)
+	if err != nil {
+		return err
+	}
+	evs, err := s.store.Events(ctx, "", 5000)
+	if err != nil {
+		return err
+	}
+	last := map[string]store.Event{}
+	for _, e := range evs { // newest first
+		if e.Kind != "Node" || e.Reason != "NodeReady" && e.Reason != "NodeNotReady" {
+			continue
+		}
+		if _, ok := last[e.Machine]; !ok {
+			last[e.Machine] = e
+		}
+	}
+	for i := range statuses {
+		e, ok := last[statuses[i].Name]
+		if ok && (e.Reason == "NodeReady") == (statuses[i].Status == node.Ready) {
+			statuses[i].Since = e.At
 		}
 	}
 	return nil

@@ -61,6 +61,14 @@ func (o *overlay) Revisions(ctx context.Context, kind, ns, name string) ([]store
 
 func (o *overlay) AddEvents(context.Context, ...store.Event) error { return nil }
 
+// SaveMachinePods writes nothing: a plan changes nothing.
+func (o *overlay) SaveMachinePods(context.Context, store.MachinePods) error { return nil }
+
+// AllMachinePods is the state file's record.
+func (o *overlay) AllMachinePods(ctx context.Context) ([]store.MachinePods, error) {
+	return o.base.AllMachinePods(ctx)
+}
+
 // objectChange is what applying one object would do to the state file.
 type objectChange struct {
 	w       store.Write

@@ -171,7 +171,7 @@ func getPods(cmd *cobra.Command, v *view, ns nsFlags, output string) error {
 	w := cmd.OutOrStdout()
 	for _, n := range obs.Nodes {
 		if n.Reason != "" {
-			fmt.Fprintf(cmd.ErrOrStderr(), "warning: machine %s is NotReady (%s): its pods are not listed\n", n.Name, n.Reason)
+			fmt.Fprintf(cmd.ErrOrStderr(), "warning: machine %s is NotReady (%s): its pods are shown as last seen, Unknown\n", n.Name, n.Reason)
 		}
 	}
 	if output == "json" || output == "yaml" {
@@ -182,26 +182,47 @@ func getPods(cmd *cobra.Command, v *view, ns nsFlags, output string) error {
 		headers = append([]string{"NAMESPACE"}, headers...)
 	}
 	if output == "wide" {
-		headers = append(headers, "IMAGE", "CONTAINER")
+		headers = append(headers, "IP", "IMAGE", "CONTAINER", "REASON")
 	}
 	t := newTable(w, headers...)
 	for _, p := range pods {
-		ready := 0
+		ready, ip := 0, "-"
 		for _, c := range p.Containers {
-			if c.State == "running" {
+			if c.Ready {
 				ready++
 			}
+			if c.IP != "" && ip == "-" {
+				ip = c.IP
+			}
 		}
-		cols := []string{p.Name, fmt.Sprintf("%d/%d", ready, len(p.Containers)), p.Status, fmt.Sprint(p.Restarts), age(p.Created), p.Node, fmt.Sprint(p.Revision)}
+		cols := []string{p.Name, fmt.Sprintf("%d/%d", ready, len(p.Containers)), p.Status, restarts(p), age(p.Created), p.Node, fmt.Sprint(p.Revision)}
 		if ns.all {
 			cols = append([]string{p.Namespace}, cols...)
 		}
 		if output == "wide" {
-			cols = append(cols, p.Image, p.ContainerID)
+			reason := dash(p.Reason)
+			if p.Message != "" {
+				reason += ": " + p.Message
+			}
+			cols = append(cols, ip, p.Image, p.ContainerID, reason)
 		}
 		t.row(cols...)
 	}
 	return t.flush()
+}
+
+// restarts reads as kubectl's: "3 (42s ago)" when the last stop is known.
+func restarts(p reconciler.PodStatus) string {
+	var last time.Time
+	for _, c := range p.Containers {
+		if c.Restarts+c.Carried > 0 && c.FinishedAt.After(last) {
+			last = c.FinishedAt
+		}
+	}
+	if p.Restarts == 0 || last.IsZero() {
+		return fmt.Sprint(p.Restarts)
+	}
+	return fmt.Sprintf("%d (%s ago)", p.Restarts, age(last))
 }
 
 type nsView struct {
@@ -290,8 +311,10 @@ func parseRef(ref string) (kind, name string, err error) {
 		return "Service", n, nil
 	case "ns", "namespace", "namespaces":
 		return "Namespace", n, nil
+	case "po", "pod", "pods":
+		return "Pod", n, nil
 	}
-	return "", "", fmt.Errorf("%q: unknown type %q (known: deploy, svc, ns)", ref, t)
+	return "", "", fmt.Errorf("%q: unknown type %q (known: deploy, svc, ns, pod)", ref, t)
 }
 
 func newScaleCmd(g *globals) *cobra.Command {

@@ -47,6 +47,7 @@ func newServeCmd(g *globals) *cobra.Command {
 			c.Holder = holderName("serve")
 			c.Version = s.store.DesiredVersion
 			c.Probe = s.probe
+			c.Probes = rec.Probes
 			c.Ping = func(ctx context.Context, m string) error {
 				d, err := s.pool.Docker(m)
 				if err != nil {

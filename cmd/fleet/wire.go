@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"sync"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 
 	"github.com/fleetdev/fleet/image"
 	"github.com/fleetdev/fleet/node"
+	"github.com/fleetdev/fleet/probe"
 	"github.com/fleetdev/fleet/reconciler"
 	"github.com/fleetdev/fleet/sshexec"
 )
@@ -28,7 +30,23 @@ func (s *session) reconciler() *reconciler.Reconciler {
 		Probe:  s.probe,
 		Docker: func(m string) (reconciler.Docker, error) { return s.pool.Docker(m) },
 		Images: &pusher{pool: s.pool},
+		Probes: s.prober(),
 		Log:    s.log,
+	}
+}
+
+// prober runs container probes through each machine's SSH connection to
+// the container's address there: no port need be published.
+func (s *session) prober() *probe.Runner {
+	return &probe.Runner{
+		Dial: func(ctx context.Context, m, network, addr string) (net.Conn, error) {
+			cl, err := s.pool.Client(ctx, m)
+			if err != nil {
+				return nil, err
+			}
+			return cl.DialContext(ctx, network, addr)
+		},
+		Docker: func(m string) (probe.Docker, error) { return s.pool.Docker(m) },
 	}
 }
 

@@ -1,6 +1,17 @@
 // Command demo is fleet's example web app: it answers with its hostname and
-// version, serves /healthz, and shuts down gracefully on SIGTERM, so
-// rollouts have something real to move between.
+// version, serves /healthz and /ready, and shuts down gracefully on
+// SIGTERM, so rollouts have something real to move between. A few
+// environment variables make it misbehave on purpose, for tests:
+//
+//	DEMO_UNHEALTHY=1            /healthz fails from the start
+//	DEMO_UNHEALTHY_AFTER=5s     /healthz fails once the process is 5s old
+//	DEMO_READY_AFTER=3s         /ready fails until the process is 3s old
+//	DEMO_EXIT_AFTER=2s          the process exits after 2s...
+//	DEMO_EXIT_CODE=3            ...with this code (default 1)
+//
+// `demo check URL` GETs URL and exits 0 for a 2xx or 3xx answer, 1
+// otherwise: an exec probe or a Docker HEALTHCHECK in an image that has
+// no shell.
 package main
 
 import (
@@ -21,6 +32,22 @@ import (
 var version = "v1"
 
 func main() {
+	if len(os.Args) == 3 && os.Args[1] == "check" {
+		os.Exit(check(os.Args[2]))
+	}
+	started := time.Now()
+	after := func(env string) (time.Duration, bool) {
+		d, err := time.ParseDuration(os.Getenv(env))
+		return d, err == nil
+	}
+	if d, ok := after("DEMO_EXIT_AFTER"); ok {
+		code := 1
+		fmt.Sscan(os.Getenv("DEMO_EXIT_CODE"), &code)
+		time.AfterFunc(d, func() {
+			log.Printf("exiting with %d after %s (DEMO_EXIT_AFTER is set)", code, d)
+			os.Exit(code)
+		})
+	}
 	addr := flag.String("addr", envOr("ADDR", ":8080"), "listen address (env ADDR)")
 	flag.Parse()
 	host, _ := os.Hostname()
@@ -36,7 +63,18 @@ func main() {
 			http.Error(w, "unhealthy on purpose (DEMO_UNHEALTHY is set)", http.StatusServiceUnavailable)
 			return
 		}
+		if d, ok := after("DEMO_UNHEALTHY_AFTER"); ok && time.Since(started) >= d {
+			http.Error(w, "unhealthy on purpose (DEMO_UNHEALTHY_AFTER has passed)", http.StatusServiceUnavailable)
+			return
+		}
 		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/ready", func(w http.ResponseWriter, r *http.Request) {
+		if d, ok := after("DEMO_READY_AFTER"); ok && time.Since(started) < d {
+			http.Error(w, "not ready yet (DEMO_READY_AFTER)", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
 	})
 	mux.HandleFunc("/info", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -55,6 +93,21 @@ func main() {
 	if err := srv.ListenAndServe(); err != http.ErrServerClosed {
 		log.Fatal(err)
 	}
+}
+
+func check(url string) int {
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	resp.Body.Close()
+	if resp.StatusCode >= 400 {
+		fmt.Fprintln(os.Stderr, resp.Status)
+		return 1
+	}
+	return 0
 }
 
 func envOr(k, d string) string {

@@ -1,0 +1,59 @@
+package reconciler
+
+import (
+	"testing"
+	"time"
+)
+
+func TestContainerStatus_Backoff(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	for _, tt := range []struct {
+		name string
+		c    ContainerStatus
+		want time.Duration
+	}{
+		{"the first restart does not wait", ContainerStatus{BackoffStep: 0}, 0},
+		{"the second waits 10s", ContainerStatus{BackoffStep: 1, StartedAt: t0, FinishedAt: t0.Add(time.Second)}, 10 * time.Second},
+		{"then it doubles", ContainerStatus{BackoffStep: 3, StartedAt: t0, FinishedAt: t0.Add(time.Second)}, 40 * time.Second},
+		{"up to five minutes", ContainerStatus{BackoffStep: 40, StartedAt: t0, FinishedAt: t0.Add(time.Second)}, 5 * time.Minute},
+		{"ten minutes of running forgive it", ContainerStatus{BackoffStep: 4, StartedAt: t0, FinishedAt: t0.Add(10 * time.Minute)}, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.c.backoff(); got != tt.want {
+				t.Fatalf("backoff() = %s, want %s", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestPodStatus_Summarise(t *testing.T) {
+	now := time.Unix(1000, 0)
+	for _, tt := range []struct {
+		name       string
+		containers []ContainerStatus
+		status     string
+		ready      bool
+		reason     string
+		restarts   int
+	}{
+		{"running without probes is ready", []ContainerStatus{{State: "running"}}, Running, true, "", 0},
+		{"a readiness probe not yet run is not ready", []ContainerStatus{{State: "running", Probes: "readiness"}}, Running, false, "NotProbed", 0},
+		{"a failing readiness probe says why", []ContainerStatus{{State: "running", Probes: "readiness", Probed: true, Started: true, ProbeMessage: "Readiness probe failed: 503"}}, Running, false, "Unready", 0},
+		{"a passing one is ready", []ContainerStatus{{State: "running", Probes: "liveness,readiness", Probed: true, Started: true, ProbeReady: true}}, Running, true, "", 0},
+		{"Docker's unhealthy HEALTHCHECK is not ready", []ContainerStatus{{State: "running", Health: "unhealthy"}}, Running, false, "Unhealthy", 0},
+		{"Docker restarting it is a crash loop", []ContainerStatus{{State: "running"}, {State: "restarting", Restarts: 3, ExitCode: 2}}, CrashLoopBackOff, false, CrashLoopBackOff, 3},
+		{"waiting out fleet's back-off is a crash loop", []ContainerStatus{{State: "exited", ExitCode: 137, BackoffStep: 2, Carried: 2,
+			StartedAt: now.Add(-5 * time.Second), FinishedAt: now.Add(-time.Second)}}, CrashLoopBackOff, false, CrashLoopBackOff, 2},
+		{"past the back-off it is just stopped", []ContainerStatus{{State: "exited", ExitCode: 1, BackoffStep: 1,
+			StartedAt: now.Add(-time.Minute), FinishedAt: now.Add(-30 * time.Second)}}, Failed, false, "Error", 0},
+		{"out of memory says so", []ContainerStatus{{State: "exited", OOMKilled: true, ExitCode: 137}}, Failed, false, "OOMKilled", 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p := PodStatus{Containers: tt.containers}
+			p.summarise(now)
+			if p.Status != tt.status || p.Ready != tt.ready || p.Reason != tt.reason || p.Restarts != tt.restarts {
+				t.Fatalf("got %s ready=%v reason=%q restarts=%d; want %s %v %q %d (%s)", p.Status, p.Ready, p.Reason, p.Restarts, tt.status, tt.ready, tt.reason, tt.restarts, p.Message)
+			}
+		})
+	}
+}
