@@ -25,6 +25,9 @@ spec:
         - {name: DEMO_READY_AFTER, value: 1s}
         ports:
         - {name: http, containerPort: 8080}
+        startupProbe:
+          tcpSocket: {port: 8080}
+          periodSeconds: 1
         livenessProbe:
           httpGet: {path: /healthz, port: http}
           periodSeconds: 1
@@ -41,8 +44,8 @@ spec:
           periodSeconds: 1
 `
 
-// Probes run from serve through each machine's SSH connection (HTTP to
-// the container's address, exec through Docker); a container failing its
+// Probes run from serve through each machine's SSH connection (HTTP and
+// TCP to the container's address, exec through Docker); a container failing its
 // liveness probe is restarted, then backs off; a container killed on its
 // host is started again. Another process sees readiness, restarts and
 // reasons.
@@ -76,7 +79,7 @@ func TestServe_ProbesAndRestarts(t *testing.T) {
 			}
 		}
 		d := fleet(t, state, "describe", "pod/"+pod.Name)
-		for _, want := range []string{"Status:        CrashLoopBackOff", "Last exit:    code 0", "Log (last 20 lines):", "demo v1 listening on :8080", "Probes:       liveness,readiness"} {
+		for _, want := range []string{"Status:        CrashLoopBackOff", "Last exit:    code 0", "Log (last 20 lines):", "demo v1 listening on :8080", "Probes:       startup,liveness,readiness"} {
 			if !strings.Contains(d.stdout, want) {
 				t.Errorf("describe pod lacks %q:\n%s%s", want, d.stdout, d.stderr)
 			}

@@ -68,6 +68,12 @@ func (h *Health) Sync(ctx context.Context, pods []PodStatus, templates map[strin
 			h.workers[k] = cancel
 			w := &prober{h: h, pod: p, c: c, spec: sc, grace: ps.TerminationGracePeriodSeconds,
 				target: probe.Target{Machine: p.Node, ContainerID: c.ID, IP: c.IP, Ports: sc.Ports}}
+			if c.Probed {
+				// Verdicts recorded earlier (by a serve before this one, or
+				// a replacement's gate) hold until a probe says otherwise:
+				// a controller restart does not make ready pods unready.
+				w.started, w.ready, w.msg = c.Started, c.ProbeReady, c.ProbeMessage
+			}
 			go w.run(wctx)
 		}
 	}
@@ -116,8 +122,10 @@ type prober struct {
 }
 
 func (w *prober) run(ctx context.Context) {
-	w.started = w.spec.StartupProbe == nil
-	w.ready = w.started && w.spec.ReadinessProbe == nil
+	if !w.c.Probed {
+		w.started = w.spec.StartupProbe == nil
+		w.ready = w.started && w.spec.ReadinessProbe == nil
+	}
 	w.report()
 	if !w.started {
 		ok := w.loop(ctx, w.spec.StartupProbe, "Startup", func(ok bool, msg string, fails int) bool {
@@ -215,7 +223,7 @@ func (w *prober) report() {
 	w.mu.Lock()
 	started, ready, msg := w.started, w.ready, w.msg
 	w.mu.Unlock()
-	if w.h.R.probed(w.c.ID, started, ready, msg) && w.h.Changed != nil {
+	if w.h.R.probed(w.c.ID, w.c.StartedAt, started, ready, msg) && w.h.Changed != nil {
 		w.h.Changed()
 	}
 }

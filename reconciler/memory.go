@@ -34,6 +34,9 @@ type containerMemo struct {
 	Carried, BackoffStep        int
 	Probed, Started, ProbeReady bool
 	ProbeMessage                string
+	// Run is the start time of the run the verdicts are about: a
+	// container Docker restarted is probed afresh.
+	Run time.Time
 	// noted is the back-off step last reported by an event.
 	noted int
 }
@@ -65,7 +68,7 @@ func (r *Reconciler) load(ctx context.Context) {
 		for _, p := range pods {
 			for _, c := range p.Containers {
 				m.containers[c.ID] = &containerMemo{Carried: c.Carried, BackoffStep: c.BackoffStep,
-					Probed: c.Probed, Started: c.Started, ProbeReady: c.ProbeReady, ProbeMessage: c.ProbeMessage}
+					Probed: c.Probed, Started: c.Started, ProbeReady: c.ProbeReady, ProbeMessage: c.ProbeMessage, Run: c.ProbedRun}
 			}
 		}
 	}
@@ -96,7 +99,9 @@ func (r *Reconciler) recall(ctx context.Context, c *ContainerStatus) {
 	r.load(ctx)
 	if cm := m.containers[c.ID]; cm != nil {
 		c.Carried, c.BackoffStep = cm.Carried, cm.BackoffStep
-		c.Probed, c.Started, c.ProbeReady, c.ProbeMessage = cm.Probed, cm.Started, cm.ProbeReady, cm.ProbeMessage
+		if cm.Run.Equal(c.StartedAt) {
+			c.Probed, c.Started, c.ProbeReady, c.ProbeMessage, c.ProbedRun = cm.Probed, cm.Started, cm.ProbeReady, cm.ProbeMessage, cm.Run
+		}
 	}
 }
 
@@ -143,16 +148,16 @@ func (r *Reconciler) noteBackoff(c ContainerStatus) bool {
 	return true
 }
 
-// probed records a controller's probe verdicts for a container; it
-// reports whether readiness changed.
-func (r *Reconciler) probed(id string, started, ready bool, msg string) bool {
+// probed records a controller's probe verdicts for the run of a
+// container that started at run; it reports whether they changed.
+func (r *Reconciler) probed(id string, run time.Time, started, ready bool, msg string) bool {
 	m := &r.mem
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	r.load(context.Background())
 	cm := m.memo(id)
-	changed := !cm.Probed || cm.Started != started || cm.ProbeReady != ready
-	cm.Probed, cm.Started, cm.ProbeReady, cm.ProbeMessage = true, started, ready, msg
+	changed := !cm.Probed || !cm.Run.Equal(run) || cm.Started != started || cm.ProbeReady != ready
+	cm.Probed, cm.Run, cm.Started, cm.ProbeReady, cm.ProbeMessage = true, run, started, ready, msg
 	return changed
 }
 

@@ -69,6 +69,8 @@ type ContainerStatus struct {
 	Probed       bool   `json:"probed,omitempty"`
 	ProbeReady   bool   `json:"probeReady,omitempty"`
 	ProbeMessage string `json:"probeMessage,omitempty"`
+	// ProbedRun is the start of the run the verdicts are about.
+	ProbedRun time.Time `json:"probedRun,omitzero"`
 }
 
 // PodStatus is one pod as found on a machine.

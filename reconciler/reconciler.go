@@ -494,7 +494,7 @@ func (e *executor) waitReady(ctx context.Context, s planner.Run) error {
 				return fmt.Errorf("%s: replacement %s not ready after %s (%s); kept its predecessor", s.Node, s.Pod, timeout, msg)
 			}
 		}
-		e.r.probed(insp.ID, true, true, "")
+		e.r.probed(insp.ID, started, true, true, "")
 	}
 	return nil
 }
