@@ -51,11 +51,20 @@ type Controller struct {
 	// Probes runs probe attempts; without it no probes run (readiness
 	// then is running, or Docker's HEALTHCHECK).
 	Probes *probe.Runner
-	Log    *slog.Logger
+	// Routes, when set, receives the endpoints of every Service port
+	// after every pass (and whenever a pod is about to stop): the load
+	// balancer's input.
+	Routes func(ctx context.Context, eps []ServicePortEndpoints)
+	// Drain, when set, waits until no request is in flight to addrs (or
+	// ctx ends); a pod's endpoints are drained before it is stopped.
+	Drain func(ctx context.Context, addrs []string)
+	Log   *slog.Logger
 
-	mu    sync.Mutex
-	nodes map[string]*watched
-	wake  chan struct{}
+	mu       sync.Mutex
+	nodes    map[string]*watched
+	lastEps  []ServicePortEndpoints
+	stopping map[string]bool // namespace/pod@machine
+	wake     chan struct{}
 }
 
 type watched struct {
@@ -151,6 +160,10 @@ func (c *Controller) Run(ctx context.Context) error {
 		c.R.ListTimeout = c.NodeTimeout / 2
 	}
 	c.R.returnedAt = c.returnedAt
+	c.stopping = map[string]bool{}
+	if c.Routes != nil {
+		c.R.BeforeStop = c.beforeStop
+	}
 
 	var wg sync.WaitGroup
 	bg, stop := context.WithCancel(ctx)
@@ -212,6 +225,9 @@ func (c *Controller) Run(ctx context.Context) error {
 		}
 		if health != nil {
 			health.Sync(bg, res.Observed.Pods, res.templates)
+		}
+		if c.Routes != nil {
+			c.route(bg, res.Observed)
 		}
 		c.Log.Debug("pass", "summary", res.Summary(), "running", res.Current, "desired", res.Desired)
 		if !res.Plan.Empty() || len(res.Restarts) > 0 || len(res.Errors) > 0 {
@@ -410,3 +426,74 @@ func (c *Controller) pollVersion(ctx context.Context) {
 		}
 	}
 }
+
+// route hands the load balancer every Service port's endpoints, without
+// the pods being stopped.
+func (c *Controller) route(ctx context.Context, obs Observed) {
+	eps, err := c.R.Endpoints(ctx, obs)
+	if err != nil {
+		c.Log.Warn("cannot compute service endpoints", "err", err)
+		return
+	}
+	present := map[string]bool{}
+	for _, p := range obs.Pods {
+		present[p.Namespace+"/"+p.Name+"@"+p.Node] = true
+	}
+	c.mu.Lock()
+	for k := range c.stopping {
+		if !present[k] {
+			delete(c.stopping, k)
+		}
+	}
+	c.lastEps = eps
+	c.mu.Unlock()
+	c.publish(ctx, eps)
+}
+
+// publish hands eps to Routes with the stopping pods' endpoints marked
+// not ready.
+func (c *Controller) publish(ctx context.Context, eps []ServicePortEndpoints) {
+	c.mu.Lock()
+	out := make([]ServicePortEndpoints, len(eps))
+	for i, e := range eps {
+		out[i] = e
+		out[i].Endpoints = append([]Endpoint(nil), e.Endpoints...)
+		for j := range out[i].Endpoints {
+			ep := &out[i].Endpoints[j]
+			if c.stopping[e.Namespace+"/"+ep.Pod+"@"+ep.Node] {
+				ep.Ready = false
+			}
+		}
+	}
+	c.mu.Unlock()
+	c.Routes(ctx, out)
+}
+
+// beforeStop takes a pod out of the load balancer and waits for its
+// requests in flight to finish, before the reconciler stops it.
+func (c *Controller) beforeStop(ctx context.Context, ns, pod, machine string) {
+	c.mu.Lock()
+	c.stopping[ns+"/"+pod+"@"+machine] = true
+	eps := c.lastEps
+	c.mu.Unlock()
+	var addrs []string
+	for _, e := range eps {
+		for _, ep := range e.Endpoints {
+			if e.Namespace == ns && ep.Pod == pod && ep.Node == machine && ep.Addr != "" {
+				addrs = append(addrs, ep.Addr)
+			}
+		}
+	}
+	if len(addrs) == 0 {
+		return
+	}
+	c.publish(ctx, eps)
+	if c.Drain != nil {
+		dctx, cancel := context.WithTimeout(ctx, drainTimeout)
+		c.Drain(dctx, addrs)
+		cancel()
+	}
+}
+
+// drainTimeout bounds the wait for a stopping pod's requests in flight.
+const drainTimeout = 30 * time.Second

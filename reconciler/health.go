@@ -39,7 +39,7 @@ func workerKey(c ContainerStatus) string { return c.ID + "@" + c.StartedAt.Strin
 // Sync starts probing the running containers with probes in pods and
 // stops probing those gone, stopped or restarted. templates finds a pod's
 // template by namespace, owner and spec hash.
-func (h *Health) Sync(ctx context.Context, pods []PodStatus, templates map[string]*spec.PodSpec) {
+func (h *Health) Sync(ctx context.Context, pods []PodStatus, templates map[string]*spec.PodTemplate) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.workers == nil {
@@ -47,10 +47,11 @@ func (h *Health) Sync(ctx context.Context, pods []PodStatus, templates map[strin
 	}
 	want := map[string]bool{}
 	for _, p := range pods {
-		ps := templates[templateKey(p.Namespace, p.Owner, p.SpecHash)]
-		if ps == nil || p.Status == Unknown {
+		tmpl := templates[templateKey(p.Namespace, p.Owner, p.SpecHash)]
+		if tmpl == nil || p.Status == Unknown {
 			continue
 		}
+		ps := &tmpl.Spec
 		for _, c := range p.Containers {
 			if c.State != "running" || c.Probes == "" {
 				continue

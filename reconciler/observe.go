@@ -37,6 +37,9 @@ type ContainerStatus struct {
 	// IP is the container's address on its machine's Docker network,
 	// where probes (and the load balancer's tunnels) reach it.
 	IP string `json:"ip,omitempty"`
+	// Ports maps each published container port ("8080/tcp") to the
+	// machine's port Docker bound it to.
+	Ports map[string]int `json:"ports,omitempty"`
 	// Probes lists the probes the container has: startup, liveness,
 	// readiness (from its labels).
 	Probes     string    `json:"probes,omitempty"`
@@ -240,6 +243,19 @@ func (r *Reconciler) inspect(ctx context.Context, d Docker, cs []*ContainerStatu
 				c.Health = string(st.Health.Status)
 			}
 			c.IP = containerIP(insp)
+			if ns := insp.NetworkSettings; ns != nil {
+				for port, bindings := range ns.Ports {
+					for _, b := range bindings {
+						if hp, err := strconv.Atoi(b.HostPort); err == nil && hp > 0 {
+							if c.Ports == nil {
+								c.Ports = map[string]int{}
+							}
+							c.Ports[string(port)] = hp
+							break
+						}
+					}
+				}
+			}
 		}()
 	}
 	wg.Wait()

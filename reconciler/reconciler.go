@@ -58,6 +58,9 @@ type Reconciler struct {
 	// ListTimeout bounds listing one machine's containers. Default 3s;
 	// a Controller sets half its node timeout.
 	ListTimeout time.Duration
+	// BeforeStop, when set, is called before a pod is stopped (a
+	// Controller takes it out of the load balancer and drains it).
+	BeforeStop func(ctx context.Context, namespace, pod, machine string)
 	// Probes, when set, gates a replacement on its startup and readiness
 	// probes before its predecessor stops.
 	Probes *probe.Runner
@@ -100,7 +103,7 @@ type Result struct {
 	// back-off may be started: pass again then.
 	RequeueAfter time.Duration
 
-	templates map[string]*spec.PodSpec
+	templates map[string]*spec.PodTemplate
 }
 
 // Converged reports whether the pass found nothing to do and nothing wrong.
@@ -131,12 +134,12 @@ func (r *Reconciler) log() *slog.Logger {
 // readDesired loads every Deployment from the store, and the templates
 // of all their revisions by namespace, name and spec hash (pods of an
 // older revision are probed as their template says).
-func (r *Reconciler) readDesired(ctx context.Context) ([]desired, map[string]*spec.PodSpec, error) {
+func (r *Reconciler) readDesired(ctx context.Context) ([]desired, map[string]*spec.PodTemplate, error) {
 	objs, err := r.Store.List(ctx, "Deployment", "")
 	if err != nil {
 		return nil, nil, err
 	}
-	templates := map[string]*spec.PodSpec{}
+	templates := map[string]*spec.PodTemplate{}
 	var out []desired
 	for _, o := range objs {
 		var d spec.Deployment
@@ -150,10 +153,10 @@ func (r *Reconciler) readDesired(ctx context.Context) ([]desired, map[string]*sp
 		for _, rv := range revs {
 			var old spec.Deployment
 			if json.Unmarshal(rv.Spec, &old) == nil {
-				templates[templateKey(o.Namespace, o.Name, old.PodSpecHash())] = &old.Template.Spec
+				templates[templateKey(o.Namespace, o.Name, old.PodSpecHash())] = &old.Template
 			}
 		}
-		templates[templateKey(o.Namespace, o.Name, d.PodSpecHash())] = &d.Template.Spec
+		templates[templateKey(o.Namespace, o.Name, d.PodSpecHash())] = &d.Template
 		var rev int64 = 1
 		if len(revs) > 0 {
 			rev = revs[len(revs)-1].Revision
@@ -526,6 +529,12 @@ func (r *Reconciler) passes(ctx context.Context, p *spec.Probe, t probe.Target, 
 // stop stops a pod's containers (SIGTERM, then the grace period) and
 // removes them.
 func (e *executor) stop(ctx context.Context, s planner.Stop) {
+	if e.r.BeforeStop != nil {
+		// Out of the load balancer and drained before it stops, without
+		// holding the machine's operation slot meanwhile.
+		ns, _, _ := strings.Cut(s.Workload, "/")
+		e.r.BeforeStop(ctx, ns, s.Pod, s.Node)
+	}
 	sem := e.sem(s.Node)
 	sem <- struct{}{}
 	defer func() { <-sem }()

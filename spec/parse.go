@@ -344,6 +344,7 @@ func (d *decoder) metadata(n *yaml.Node, line int, m *Meta) {
 			m.Labels = d.labels(v, path)
 		case "annotations":
 			m.Annotations = d.stringMap(v, path, checkLabelKey, anyValue)
+			d.fleetAnnotations(v, path)
 		}
 	})
 	if !haveName {
@@ -420,4 +421,42 @@ func formatLabels(m map[string]string) string {
 		return "none"
 	}
 	return strings.Join(parts, ",")
+}
+
+// Annotations fleet reads. Others under the fleet.dev/ prefix are errors
+// (a typo would otherwise be silently ignored).
+const (
+	// AnnotationLBPolicy picks a LoadBalancer Service's balancing:
+	// round-robin (default) or least-connections.
+	AnnotationLBPolicy = "fleet.dev/lb-policy"
+	// AnnotationLBMode forces tcp (L4) or http (L7) proxying; without it a
+	// port named http or http-*, or with appProtocol http, is L7.
+	AnnotationLBMode = "fleet.dev/lb-mode"
+)
+
+var fleetAnnotations = map[string][]string{
+	AnnotationLBPolicy: {"round-robin", "least-connections"},
+	AnnotationLBMode:   {"tcp", "http"},
+}
+
+// fleetAnnotations checks the fleet.dev/ annotations in n.
+func (d *decoder) fleetAnnotations(n *yaml.Node, path string) {
+	if n.Kind != yaml.MappingNode {
+		return
+	}
+	for _, kv := range pairs(n) {
+		k, v := kv[0], resolve(kv[1])
+		if !strings.HasPrefix(k.Value, "fleet.dev/") {
+			continue
+		}
+		kpath := fmt.Sprintf("%s[%s]", path, k.Value)
+		allowed, ok := fleetAnnotations[k.Value]
+		if !ok {
+			d.errorf(k.Line, kpath, "unknown fleet annotation (known: %s, %s)", AnnotationLBMode, AnnotationLBPolicy)
+			continue
+		}
+		if !slices.Contains(allowed, v.Value) {
+			d.errorf(v.Line, kpath, "must be one of %s, got %q", strings.Join(allowed, ", "), v.Value)
+		}
+	}
 }

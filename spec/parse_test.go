@@ -569,6 +569,14 @@ func TestParse_badManifests(t *testing.T) {
 		name:     "probe on a port the container does not have",
 		manifest: deployment + "        readinessProbe:\n          httpGet: {path: /healthz, port: http}\n",
 		want:     `bad.yaml:12: Deployment/web: spec.template.spec.containers[0].readinessProbe.httpGet.port: no port named "http" in this container's ports`,
+	}, {
+		name:     "a misspelt fleet annotation value",
+		manifest: "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  annotations:\n    fleet.dev/lb-policy: leastconn\nspec:\n  type: LoadBalancer\n  ports: [{port: 80}]\n",
+		want:     `bad.yaml:6: Service/web: metadata.annotations[fleet.dev/lb-policy]: must be one of round-robin, least-connections, got "leastconn"`,
+	}, {
+		name:     "an unknown fleet annotation",
+		manifest: "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  annotations:\n    fleet.dev/lb-polcy: round-robin\nspec:\n  type: LoadBalancer\n  ports: [{port: 80}]\n",
+		want:     `bad.yaml:6: Service/web: metadata.annotations[fleet.dev/lb-polcy]: unknown fleet annotation (known: fleet.dev/lb-mode, fleet.dev/lb-policy)`,
 	}}
 	// A Deployment without a name cannot be named in messages.
 	tests[6].want = `bad.yaml:3: metadata.name: required`

@@ -23,8 +23,7 @@ var (
 			"ipFamilyPolicy", "allocateLoadBalancerNodePorts", "trafficDistribution"),
 	}
 	servicePortSchema = schema{
-		known:       []string{"name", "protocol", "port", "targetPort", "nodePort"},
-		unsupported: unsupported("appProtocol"),
+		known: []string{"name", "protocol", "port", "targetPort", "nodePort", "appProtocol"},
 	}
 )
 
@@ -176,6 +175,10 @@ func (d *decoder) servicePorts(n *yaml.Node, path string) ([]ServicePort, []serv
 						d.errorf(v.Line, path, "must be between %d and %d, got %d", NodePortMin, NodePortMax, np)
 					}
 					p.NodePort, l.nodePort = np, v.Line
+				}
+			case "appProtocol":
+				if s, ok := d.str(v, path); ok {
+					p.AppProtocol = s
 				}
 			}
 		})

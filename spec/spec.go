@@ -311,4 +311,7 @@ type ServicePort struct {
 	// NodePort is 0 (allocate, for NodePort and LoadBalancer services) or
 	// in 30000-32767.
 	NodePort int `json:"nodePort,omitempty"`
+	// AppProtocol names the application protocol ("http" makes fleet's
+	// load balancer proxy at L7).
+	AppProtocol string `json:"appProtocol,omitempty"`
 }

@@ -134,10 +134,9 @@ func newApplyCmd(g *globals) *cobra.Command {
 			out := cmd.OutOrStdout()
 			for i, a := range applied {
 				fmt.Fprintf(out, "%s/%s %s\n", kindResource[a.Kind], a.Name, a.Outcome)
-				if svc, ok := res.Objects[i].(*spec.Service); ok {
-					// Said plainly rather than pretended: no traffic reaches a
-					// Service until the load balancer lands.
-					fmt.Fprintf(out, "  note: %s service stored and validated; fleet does not route traffic to services yet\n", svc.Type)
+				if svc, ok := res.Objects[i].(*spec.Service); ok && svc.Type != "LoadBalancer" {
+					// Said plainly rather than pretended.
+					fmt.Fprintf(out, "  note: %s service stored and validated; fleet routes only LoadBalancer services so far (fleet serve --lb-address)\n", svc.Type)
 				}
 			}
 			if !wf.wait {

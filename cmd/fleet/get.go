@@ -19,7 +19,7 @@ func newGetCmd(g *globals) *cobra.Command {
 	var ns nsFlags
 	cmd := &cobra.Command{
 		Use:   "get RESOURCE[,RESOURCE...]",
-		Short: "Show resources: nodes, deploy, pods, ns, events",
+		Short: "Show resources: nodes, deploy, pods, svc, endpoints, ns, events",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkOutput(output); err != nil {
@@ -44,8 +44,12 @@ func newGetCmd(g *globals) *cobra.Command {
 					err = getNamespaces(cmd, g, output)
 				case "events", "event", "ev":
 					err = getEvents(cmd, g, ns, output)
+				case "svc", "service", "services":
+					err = getServices(cmd, v, ns, output)
+				case "endpoints", "ep":
+					err = getEndpoints(cmd, v, ns, output)
 				default:
-					err = fmt.Errorf("get %s: unknown resource type (known: nodes, deploy, pods, ns, events)", k)
+					err = fmt.Errorf("get %s: unknown resource type (known: nodes, deploy, pods, svc, endpoints, ns, events)", k)
 				}
 				if err != nil {
 					return err

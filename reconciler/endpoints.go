@@ -1,0 +1,158 @@
+package reconciler
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/fleetdev/fleet/spec"
+)
+
+// Endpoint is one pod behind one Service port: the machine's address and
+// the port Docker published for the pod's container port there.
+type Endpoint struct {
+	Pod  string `json:"pod"`
+	Node string `json:"node"`
+	// Addr is host:port as the load balancer dials it; empty when the
+	// container port is not published (see Problem).
+	Addr  string `json:"addr,omitempty"`
+	Ready bool   `json:"ready"`
+	// Problem says why a selected pod cannot be an endpoint.
+	Problem string `json:"problem,omitempty"`
+}
+
+// ServicePortEndpoints is one port of one Service and its endpoints.
+type ServicePortEndpoints struct {
+	Namespace string           `json:"namespace"`
+	Service   string           `json:"service"`
+	Type      string           `json:"type"`
+	Port      spec.ServicePort `json:"port"`
+	// Annotations of the Service (the load balancer reads its mode and
+	// policy from them).
+	Annotations map[string]string `json:"annotations,omitempty"`
+	Endpoints   []Endpoint        `json:"endpoints"`
+}
+
+// Ready is the addresses of the ready endpoints.
+func (s ServicePortEndpoints) Ready() []string {
+	var out []string
+	for _, e := range s.Endpoints {
+		if e.Ready && e.Addr != "" {
+			out = append(out, e.Addr)
+		}
+	}
+	return out
+}
+
+// Key names the port: namespace/service:port.
+func (s ServicePortEndpoints) Key() string {
+	return s.Namespace + "/" + s.Service + ":" + strconv.Itoa(s.Port.Port)
+}
+
+// Endpoints reads every Service from the state file and finds the pods
+// each selects among obs, by their template's labels: a pod's endpoint
+// is its machine's address and the port Docker published for the target
+// container port; it is ready when the pod is.
+func (r *Reconciler) Endpoints(ctx context.Context, obs Observed) ([]ServicePortEndpoints, error) {
+	objs, err := r.Store.List(ctx, "Service", "")
+	if err != nil {
+		return nil, err
+	}
+	if len(objs) == 0 {
+		return nil, nil
+	}
+	_, templates, err := r.readDesired(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var svcs []*spec.Service
+	for _, o := range objs {
+		var s spec.Service
+		if err := json.Unmarshal(o.Spec, &s); err != nil {
+			return nil, fmt.Errorf("decode Service %s/%s from the state file: %w", o.Namespace, o.Name, err)
+		}
+		s.Namespace, s.Name = o.Namespace, o.Name
+		svcs = append(svcs, &s)
+	}
+	addrs := map[string]string{}
+	for _, n := range obs.Nodes {
+		addrs[n.Name] = n.Address
+	}
+	return endpoints(svcs, obs.Pods, templates, addrs), nil
+}
+
+// endpoints is the pure part of Endpoints.
+func endpoints(svcs []*spec.Service, pods []PodStatus, templates map[string]*spec.PodTemplate, addrs map[string]string) []ServicePortEndpoints {
+	var out []ServicePortEndpoints
+	for _, s := range svcs {
+		for _, port := range s.Ports {
+			spe := ServicePortEndpoints{Namespace: s.Namespace, Service: s.Name, Type: s.Type, Port: port,
+				Annotations: s.Annotations, Endpoints: []Endpoint{}}
+			for _, p := range pods {
+				t := templates[templateKey(p.Namespace, p.Owner, p.SpecHash)]
+				if p.Namespace != s.Namespace || t == nil || len(s.Selector) == 0 || !hasAll(t.Labels, s.Selector) {
+					continue
+				}
+				spe.Endpoints = append(spe.Endpoints, endpointOf(p, t, port, addrs[p.Node]))
+			}
+			sort.Slice(spe.Endpoints, func(i, j int) bool { return spe.Endpoints[i].Pod < spe.Endpoints[j].Pod })
+			out = append(out, spe)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key() < out[j].Key() })
+	return out
+}
+
+func endpointOf(p PodStatus, t *spec.PodTemplate, port spec.ServicePort, host string) Endpoint {
+	e := Endpoint{Pod: p.Name, Node: p.Node}
+	// The container and container port the target port means.
+	cname, cport := "", 0
+	for _, c := range t.Spec.Containers {
+		for _, cp := range c.Ports {
+			if port.TargetPort.IsStr && cp.Name == port.TargetPort.Str || !port.TargetPort.IsStr && cp.ContainerPort == port.TargetPort.Int {
+				if strings.EqualFold(cp.Protocol, port.Protocol) || cp.Protocol == "" {
+					cname, cport = c.Name, cp.ContainerPort
+				}
+			}
+		}
+	}
+	if cport == 0 {
+		e.Problem = fmt.Sprintf("no container declares port %s: fleet publishes declared ports only", port.TargetPort)
+		return e
+	}
+	key := strconv.Itoa(cport) + "/" + strings.ToLower(cmpOr(port.Protocol, "TCP"))
+	for _, c := range p.Containers {
+		if c.Name != cname {
+			continue
+		}
+		if hp := c.Ports[key]; hp > 0 && host != "" {
+			e.Addr = net.JoinHostPort(host, strconv.Itoa(hp))
+		}
+	}
+	if e.Addr == "" {
+		e.Problem = "container port " + key + " is not published (yet)"
+		return e
+	}
+	e.Ready = p.Ready && p.Status == Running
+	return e
+}
+
+func hasAll(have, want map[string]string) bool {
+	for k, v := range want {
+		if got, ok := have[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
+func cmpOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
