@@ -33,15 +33,16 @@ var apiVersions = map[string]string{
 	KindNamespace:  "v1",
 	KindDeployment: "apps/v1",
 	KindService:    "v1",
+	KindIngress:    "networking.k8s.io/v1",
 }
 
 // supportedKinds is apiVersions' keys in the order messages list them.
-var supportedKinds = []string{KindNamespace, KindDeployment, KindService}
+var supportedKinds = []string{KindNamespace, KindDeployment, KindService, KindIngress}
 
 // laterKinds are Kubernetes kinds fleet does not support yet; anything
 // else is an unknown kind.
 var laterKinds = []string{
-	"ConfigMap", "Secret", "Ingress", "IngressClass", "PersistentVolumeClaim", "PersistentVolume",
+	"ConfigMap", "Secret", "IngressClass", "PersistentVolumeClaim", "PersistentVolume",
 	"StorageClass", "StatefulSet", "DaemonSet", "HorizontalPodAutoscaler", "Job", "CronJob",
 	"Pod", "ReplicaSet", "ReplicationController", "PodDisruptionBudget", "NetworkPolicy",
 	"ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding",
@@ -264,6 +265,10 @@ func (d *decoder) document(root *yaml.Node, ns string) Object {
 		svc := &Service{Meta: meta}
 		d.serviceSpec(specNode, specLine, svc)
 		obj = svc
+	case KindIngress:
+		ing := &Ingress{Meta: meta}
+		d.ingressSpec(specNode, specLine, ing)
+		obj = ing
 	}
 	if len(d.errs) > before {
 		return nil
@@ -437,6 +442,7 @@ const (
 var fleetAnnotations = map[string][]string{
 	AnnotationLBPolicy: {"round-robin", "least-connections"},
 	AnnotationLBMode:   {"tcp", "http"},
+	AnnotationTLS:      {"acme", "internal"},
 }
 
 // fleetAnnotations checks the fleet.dev/ annotations in n.
@@ -452,7 +458,7 @@ func (d *decoder) fleetAnnotations(n *yaml.Node, path string) {
 		kpath := fmt.Sprintf("%s[%s]", path, k.Value)
 		allowed, ok := fleetAnnotations[k.Value]
 		if !ok {
-			d.errorf(k.Line, kpath, "unknown fleet annotation (known: %s, %s)", AnnotationLBMode, AnnotationLBPolicy)
+			d.errorf(k.Line, kpath, "unknown fleet annotation (known: %s, %s, %s)", AnnotationLBMode, AnnotationLBPolicy, AnnotationTLS)
 			continue
 		}
 		if !slices.Contains(allowed, v.Value) {

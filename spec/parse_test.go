@@ -528,11 +528,11 @@ func TestParse_badManifests(t *testing.T) {
 	}, {
 		name:     "kind not supported yet",
 		manifest: "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg}\ndata: {a: b}\n",
-		want:     `bad.yaml:2: ConfigMap/cfg: kind: kind ConfigMap is not supported yet (supported: Namespace, Deployment, Service)`,
+		want:     `bad.yaml:2: ConfigMap/cfg: kind: kind ConfigMap is not supported yet (supported: Namespace, Deployment, Service, Ingress)`,
 	}, {
 		name:     "unknown kind",
 		manifest: strings.Replace(deployment, "kind: Deployment", "kind: Deploymnet", 1),
-		want:     `bad.yaml:2: Deploymnet/web: kind: unknown kind Deploymnet, did you mean Deployment? (supported: Namespace, Deployment, Service)`,
+		want:     `bad.yaml:2: Deploymnet/web: kind: unknown kind Deploymnet, did you mean Deployment? (supported: Namespace, Deployment, Service, Ingress)`,
 	}, {
 		name:     "Service without ports",
 		manifest: "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  selector: {app: web}\n",
@@ -576,7 +576,7 @@ func TestParse_badManifests(t *testing.T) {
 	}, {
 		name:     "an unknown fleet annotation",
 		manifest: "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  annotations:\n    fleet.dev/lb-polcy: round-robin\nspec:\n  type: LoadBalancer\n  ports: [{port: 80}]\n",
-		want:     `bad.yaml:6: Service/web: metadata.annotations[fleet.dev/lb-polcy]: unknown fleet annotation (known: fleet.dev/lb-mode, fleet.dev/lb-policy)`,
+		want:     `bad.yaml:6: Service/web: metadata.annotations[fleet.dev/lb-polcy]: unknown fleet annotation (known: fleet.dev/lb-mode, fleet.dev/lb-policy, fleet.dev/tls)`,
 	}}
 	// A Deployment without a name cannot be named in messages.
 	tests[6].want = `bad.yaml:3: metadata.name: required`

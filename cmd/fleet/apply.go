@@ -23,6 +23,7 @@ var kindResource = map[string]string{
 	"Namespace":  "namespace",
 	"Deployment": "deployment.apps",
 	"Service":    "service",
+	"Ingress":    "ingress.networking.k8s.io",
 }
 
 // manifestFlags are -f and -n for commands that read manifests.

@@ -313,8 +313,10 @@ func parseRef(ref string) (kind, name string, err error) {
 		return "Namespace", n, nil
 	case "po", "pod", "pods":
 		return "Pod", n, nil
+	case "ing", "ingress", "ingresses":
+		return "Ingress", n, nil
 	}
-	return "", "", fmt.Errorf("%q: unknown type %q (known: deploy, svc, ns, pod)", ref, t)
+	return "", "", fmt.Errorf("%q: unknown type %q (known: deploy, svc, ing, ns, pod)", ref, t)
 }
 
 func newScaleCmd(g *globals) *cobra.Command {
@@ -392,6 +394,9 @@ func newDeleteCmd(g *globals) *cobra.Command {
 				}
 				if kind == "Namespace" {
 					return fmt.Errorf("delete %s: deleting namespaces comes with namespace support; delete its objects instead", args[0])
+				}
+				if kind == "Pod" {
+					return fmt.Errorf("delete %s: pods belong to their Deployment and are not in the desired state; scale or delete the Deployment", args[0])
 				}
 				refs = append(refs, ref{kind, ns, name})
 			default:
