@@ -6,6 +6,7 @@ package ingress
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strconv"
@@ -195,6 +196,9 @@ func (t *Table) TLSIssuer(host string) (string, bool) {
 
 // TLSHosts lists the hosts of every tls section, sorted.
 func (t *Table) TLSHosts() []string { return slices.Clone(t.hostNames) }
+
+// TLSIssuers maps each tls host to its issuer ("acme" or "internal").
+func (t *Table) TLSIssuers() map[string]string { return maps.Clone(t.tlsHosts) }
 
 // Backends lists every backend the table can route to.
 func (t *Table) Backends() []Backend {
