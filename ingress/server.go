@@ -1,0 +1,183 @@
+package ingress
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Upstreams picks an endpoint of a backend for one attempt; release
+// reports how the attempt went (failed: the endpoint could not be
+// reached). The load balancer's pools provide it.
+type Upstreams interface {
+	Pick(b Backend) (addr string, release func(failed bool), ok bool)
+}
+
+// Server is the Ingress proxy: HTTP on HTTPAddr (ACME HTTP-01 challenges,
+// redirects to HTTPS for tls hosts, routing for the others) and HTTPS on
+// HTTPSAddr (HTTP/2 and HTTP/1.1, certificates from Certs).
+type Server struct {
+	HTTPAddr, HTTPSAddr string
+	Certs               *Certificates
+	Upstreams           Upstreams
+	Log                 *slog.Logger
+
+	table     atomic.Pointer[Table]
+	servers   []*http.Server
+	httpsPort int
+	wg        sync.WaitGroup
+	proxy     *httputil.ReverseProxy
+}
+
+type backendKey struct{}
+
+// SetTable swaps the routing table; requests in flight keep the old one.
+func (s *Server) SetTable(t *Table) { s.table.Store(t) }
+
+// Start listens on the configured addresses (either may be empty).
+func (s *Server) Start() error {
+	if s.Log == nil {
+		s.Log = slog.New(slog.DiscardHandler)
+	}
+	if s.table.Load() == nil {
+		s.table.Store(&Table{})
+	}
+	base := &http.Transport{
+		Proxy:               nil,
+		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     30 * time.Second,
+		ForceAttemptHTTP2:   false,
+	}
+	s.proxy = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetXForwarded()
+			pr.Out.URL.Scheme, pr.Out.URL.Host = "http", "upstream" // the transport picks the endpoint
+			pr.Out.Host = pr.In.Host
+		},
+		Transport:     &picking{up: s.Upstreams, base: base},
+		FlushInterval: -1,
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			status := http.StatusBadGateway
+			if errors.Is(err, errNoEndpoint) {
+				status = http.StatusServiceUnavailable
+			}
+			http.Error(w, err.Error(), status)
+		},
+	}
+	listen := func(addr string, tlsOn bool) error {
+		if addr == "" {
+			return nil
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("ingress: listen on %s: %w", addr, err)
+		}
+		srv := &http.Server{Handler: s, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(s.Log.Handler(), slog.LevelDebug)}
+		if tlsOn {
+			_, port, _ := net.SplitHostPort(ln.Addr().String())
+			s.httpsPort, _ = strconv.Atoi(port)
+			srv.TLSConfig = s.Certs.TLSConfig()
+			ln = newTLSListener(ln, srv.TLSConfig)
+		}
+		s.servers = append(s.servers, srv)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.Log.Error("ingress listener stopped", "address", addr, "err", err)
+			}
+		}()
+		return nil
+	}
+	if err := listen(s.HTTPSAddr, true); err != nil {
+		return err
+	}
+	return listen(s.HTTPAddr, false)
+}
+
+// Shutdown stops listening and lets requests in flight finish until ctx
+// ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	var errs []error
+	for _, srv := range s.servers {
+		errs = append(errs, srv.Shutdown(ctx))
+	}
+	s.wg.Wait()
+	return errors.Join(errs...)
+}
+
+// ServeHTTP routes one request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.TLS == nil && s.Certs != nil && s.Certs.HandleHTTPChallenge(w, r) {
+		return
+	}
+	t := s.table.Load()
+	if r.TLS == nil && s.HTTPSAddr != "" {
+		if _, ok := t.TLSIssuer(r.Host); ok {
+			host := stripPort(r.Host)
+			if s.httpsPort != 443 {
+				host = net.JoinHostPort(host, strconv.Itoa(s.httpsPort))
+			}
+			http.Redirect(w, r, "https://"+host+r.URL.RequestURI(), http.StatusPermanentRedirect)
+			return
+		}
+	}
+	b, ok := t.Match(r.Host, r.URL.Path)
+	if !ok {
+		http.Error(w, fmt.Sprintf("no Ingress rule for host %q path %s", stripPort(r.Host), r.URL.Path), http.StatusNotFound)
+		return
+	}
+	s.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), backendKey{}, b)))
+}
+
+var errNoEndpoint = errors.New("no ready endpoints")
+
+// picking sends each attempt to an endpoint the Upstreams pick, and
+// retries an idempotent request elsewhere when an endpoint cannot be
+// reached.
+type picking struct {
+	up   Upstreams
+	base *http.Transport
+}
+
+func (p *picking) RoundTrip(req *http.Request) (*http.Response, error) {
+	b, _ := req.Context().Value(backendKey{}).(Backend)
+	var last error
+	for attempt := 0; attempt < 3; attempt++ {
+		addr, release, ok := p.up.Pick(b)
+		if !ok {
+			return nil, fmt.Errorf("%w for %s", errNoEndpoint, b)
+		}
+		out := req.Clone(req.Context())
+		out.URL.Host = addr
+		resp, err := p.base.RoundTrip(out)
+		var op *net.OpError
+		dialFailed := errors.As(err, &op) && op.Op == "dial"
+		release(dialFailed)
+		if err == nil {
+			return resp, nil
+		}
+		last = fmt.Errorf("%s via %s: %w", b, addr, err)
+		if !dialFailed || req.Body != nil && req.Body != http.NoBody && !idempotent(req.Method) {
+			break
+		}
+	}
+	return nil, last
+}
+
+func idempotent(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	return false
+}
