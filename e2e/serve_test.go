@@ -24,9 +24,16 @@ func startServe(t *testing.T, state string, args ...string) (stop func() (string
 
 func startServeProc(t *testing.T, state string, args ...string) (stop func() (string, error), proc *os.Process) {
 	t.Helper()
+	stop, proc, _ = startServeLog(t, state, args...)
+	return stop, proc
+}
+
+// startServeLog is startServeProc with serve's log readable while it runs.
+func startServeLog(t *testing.T, state string, args ...string) (stop func() (string, error), proc *os.Process, log *syncBuffer) {
+	t.Helper()
 	cmd := exec.Command(fleetBin, append([]string{"serve"}, args...)...)
 	cmd.Env = append(os.Environ(), "FLEET_INVENTORY="+sb.InventoryPath(), "FLEET_STATE="+filepath.Join(stateDir, state), "HOME="+stateDir)
-	log := &syncBuffer{}
+	log = &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -58,7 +65,7 @@ func startServeProc(t *testing.T, state string, args ...string) (stop func() (st
 	eventually(t, "fleet serve to hold the lease", func() bool {
 		return strings.Contains(log.String(), "holding the reconcile lease")
 	})
-	return stop, cmd.Process
+	return stop, cmd.Process, log
 }
 
 // syncBuffer is a bytes.Buffer safe for a writing process and a reading test.

@@ -42,7 +42,9 @@ type Certificates struct {
 	// HTTPPort and TLSPort are where this process serves HTTP and HTTPS
 	// (where the ACME CA connects for HTTP-01 and TLS-ALPN-01).
 	HTTPPort, TLSPort int
-	Logger            *zap.Logger
+	// ListenHost is the address those listen on ("" for all).
+	ListenHost string
+	Logger     *zap.Logger
 
 	mu       sync.Mutex
 	cfg      *certmagic.Config
@@ -86,7 +88,7 @@ func (c *Certificates) Start(ctx context.Context) {
 	}
 	c.issuer = certmagic.NewACMEIssuer(cfg, certmagic.ACMEIssuer{
 		CA: ca, Email: c.Email, Agreed: true, TrustedRoots: c.TrustedRoots,
-		AltHTTPPort: c.HTTPPort, AltTLSALPNPort: c.TLSPort, Logger: log,
+		AltHTTPPort: c.HTTPPort, AltTLSALPNPort: c.TLSPort, ListenHost: c.ListenHost, Logger: log,
 	})
 	cfg.Issuers = []certmagic.Issuer{c.issuer}
 	actx, cancel := context.WithCancel(ctx)

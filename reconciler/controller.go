@@ -62,6 +62,8 @@ type Controller struct {
 
 	mu       sync.Mutex
 	nodes    map[string]*watched
+	routeMu  sync.Mutex // one route computation at a time
+	lastObs  Observed
 	lastEps  []ServicePortEndpoints
 	stopping map[string]bool // namespace/pod@machine
 	wake     chan struct{}
@@ -199,7 +201,14 @@ func (c *Controller) Run(ctx context.Context) error {
 	var health *Health
 	if c.Probes != nil {
 		c.R.Probes = c.Probes
-		health = &Health{R: c.R, Runner: c.Probes, Changed: c.poke}
+		health = &Health{R: c.R, Runner: c.Probes, Changed: func() {
+			// The load balancer hears of a readiness change at once,
+			// before the pass that confirms it.
+			if c.Routes != nil {
+				c.reroute(bg)
+			}
+			c.poke()
+		}}
 		defer health.Stop()
 	}
 
@@ -430,9 +439,13 @@ func (c *Controller) pollVersion(ctx context.Context) {
 // route hands the load balancer every Service port's endpoints, without
 // the pods being stopped.
 func (c *Controller) route(ctx context.Context, obs Observed) {
+	c.routeMu.Lock()
+	defer c.routeMu.Unlock()
 	eps, err := c.R.Endpoints(ctx, obs)
 	if err != nil {
-		c.Log.Warn("cannot compute service endpoints", "err", err)
+		if ctx.Err() == nil {
+			c.Log.Warn("cannot compute service endpoints", "err", err)
+		}
 		return
 	}
 	present := map[string]bool{}
@@ -445,9 +458,31 @@ func (c *Controller) route(ctx context.Context, obs Observed) {
 			delete(c.stopping, k)
 		}
 	}
-	c.lastEps = eps
+	c.lastEps, c.lastObs = eps, obs
 	c.mu.Unlock()
 	c.publish(ctx, eps)
+}
+
+// reroute recomputes the endpoints from the last observation with the
+// probe verdicts as they are now.
+func (c *Controller) reroute(ctx context.Context) {
+	c.mu.Lock()
+	obs := c.lastObs
+	c.mu.Unlock()
+	pods := make([]PodStatus, len(obs.Pods))
+	now := c.R.now()
+	for i, p := range obs.Pods {
+		p.Containers = append([]ContainerStatus(nil), p.Containers...)
+		if p.Status != Unknown {
+			for j := range p.Containers {
+				c.R.recall(ctx, &p.Containers[j])
+			}
+			p.summarise(now)
+		}
+		pods[i] = p
+	}
+	obs.Pods = pods
+	c.route(ctx, obs)
 }
 
 // publish hands eps to Routes with the stopping pods' endpoints marked

@@ -64,7 +64,8 @@ func (r *Reconciler) load(ctx context.Context) {
 			continue
 		}
 		m.seen[rec.Machine] = pods
-		m.saved[rec.Machine] = string(rec.Pods)
+		d, _ := json.Marshal(digest(pods))
+		m.saved[rec.Machine] = string(d)
 		for _, p := range pods {
 			for _, c := range p.Containers {
 				m.containers[c.ID] = &containerMemo{Carried: c.Carried, BackoffStep: c.BackoffStep,
@@ -161,9 +162,10 @@ func (r *Reconciler) probed(id string, run time.Time, started, ready bool, msg s
 	return changed
 }
 
-// listed records one listing of machine, begun at began, and writes it to
-// the state file when it differs from what was last written there.
-func (r *Reconciler) listed(ctx context.Context, machine string, began time.Time, pods []PodStatus, err error) {
+// listed records one listing of machine, begun at began, and, with
+// record, writes it to the state file when it differs from what was last
+// written there.
+func (r *Reconciler) listed(ctx context.Context, machine string, began time.Time, pods []PodStatus, err error, record bool) {
 	m := &r.mem
 	m.mu.Lock()
 	r.load(ctx)
@@ -194,7 +196,7 @@ func (r *Reconciler) listed(ctx context.Context, machine string, began time.Time
 	b, _ := json.Marshal(digest(pods))
 	changed := m.saved[machine] != string(b)
 	m.mu.Unlock()
-	if !changed || r.Store == nil {
+	if !changed || !record || r.Store == nil {
 		return
 	}
 	full, _ := json.Marshal(pods)

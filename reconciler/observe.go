@@ -111,7 +111,12 @@ type Observed struct {
 
 // observe probes every machine and lists fleet's containers on the Ready
 // ones, all machines at once.
-func (r *Reconciler) observe(ctx context.Context) Observed {
+//
+// record writes each machine's pods to the state file when they changed:
+// only for a pass that acts (holding the lease), never for a look from
+// `get` or a dry run, which would overwrite the controller's verdicts
+// with an older view.
+func (r *Reconciler) observe(ctx context.Context, record bool) Observed {
 	nodes := r.Probe(ctx)
 	obs := Observed{Nodes: nodes, Errors: map[string]error{}}
 	var mu sync.Mutex
@@ -128,7 +133,7 @@ func (r *Reconciler) observe(ctx context.Context) Observed {
 			defer wg.Done()
 			began := r.now()
 			pods, err := r.listPods(ctx, n.Name)
-			r.listed(ctx, n.Name, began, pods, err)
+			r.listed(ctx, n.Name, began, pods, err, record)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -154,7 +159,7 @@ func (r *Reconciler) observe(ctx context.Context) Observed {
 
 // Observe is the observed state alone, for `fleet get pods`: it needs no
 // state file, only the machines.
-func (r *Reconciler) Observe(ctx context.Context) Observed { return r.observe(ctx) }
+func (r *Reconciler) Observe(ctx context.Context) Observed { return r.observe(ctx, false) }
 
 func (r *Reconciler) listPods(ctx context.Context, machine string) ([]PodStatus, error) {
 	d, err := r.Docker(machine)
@@ -308,6 +313,8 @@ func (p *PodStatus) summarise(now time.Time) {
 				c.Reason = CrashLoopBackOff
 				c.Message = fmt.Sprintf("back-off %s restarting failed container %s (exited with %d)", delay, c.Name, c.ExitCode)
 			}
+		case "paused":
+			c.Reason, c.Message = "Paused", "the container is paused (docker pause)"
 		default:
 			c.Reason = "ContainerCreating"
 		}

@@ -182,7 +182,7 @@ func (r *Reconciler) Pass(ctx context.Context, opts Options) (Result, error) {
 		workloads[i] = d.workload
 		byKey[d.workload.Key()] = d
 	}
-	obs := r.observe(ctx)
+	obs := r.observe(ctx, !opts.DryRun)
 	plan, err := planner.Compute(plannerState(obs, workloads, opts.Prune, r.staleBefore), r.now())
 	if err != nil {
 		return Result{}, fmt.Errorf("plan: %w", err)

@@ -135,9 +135,14 @@ func newApplyCmd(g *globals) *cobra.Command {
 			out := cmd.OutOrStdout()
 			for i, a := range applied {
 				fmt.Fprintf(out, "%s/%s %s\n", kindResource[a.Kind], a.Name, a.Outcome)
-				if svc, ok := res.Objects[i].(*spec.Service); ok && svc.Type != "LoadBalancer" {
+				if svc, ok := res.Objects[i].(*spec.Service); ok {
 					// Said plainly rather than pretended.
-					fmt.Fprintf(out, "  note: %s service stored and validated; fleet routes only LoadBalancer services so far (fleet serve --lb-address)\n", svc.Type)
+					switch svc.Type {
+					case "ClusterIP":
+						fmt.Fprintln(out, "  note: ClusterIP service: fleet has no cluster network yet; it is reachable through an Ingress (fleet serve)")
+					case "NodePort", "ExternalName":
+						fmt.Fprintf(out, "  note: %s service stored and validated, not routed yet (LoadBalancer services are, by fleet serve)\n", svc.Type)
+					}
 				}
 			}
 			if !wf.wait {

@@ -17,6 +17,8 @@ import (
 
 func newServeCmd(g *globals) *cobra.Command {
 	var c reconciler.Controller
+	var lbAddress, adminAddress string
+	var io ingressOptions
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the controller: watch machines and desired state, converge on every change",
@@ -92,10 +94,27 @@ func newServeCmd(g *globals) *cobra.Command {
 			}
 			c.Machines = s.inv.Names()
 			c.Log = logger
+			t := newTraffic(s.store, lbAddress, io, logger)
+			if err := t.serveAdmin(cmd.Context(), adminAddress); err != nil {
+				return err
+			}
+			c.Routes, c.Drain = t.routes, t.drain
+			defer func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				t.shutdown(ctx)
+			}()
 			fmt.Fprintf(cmd.ErrOrStderr(), "fleet serve: %d machines, node timeout %s; state %s\n", len(c.Machines), c.NodeTimeout, g.state)
 			return c.Run(cmd.Context())
 		},
 	}
+	cmd.Flags().StringVar(&lbAddress, "lb-address", "0.0.0.0", "address LoadBalancer services listen on (each on its own port)")
+	cmd.Flags().StringVar(&adminAddress, "admin-address", "127.0.0.1:9469", "address of the admin endpoint: /metrics (Prometheus) and /healthz; empty disables it")
+	cmd.Flags().StringVar(&io.http, "ingress-http", ":80", "address Ingresses are served on over HTTP (and ACME HTTP-01 challenges answered); empty disables it")
+	cmd.Flags().StringVar(&io.https, "ingress-https", ":443", "address Ingresses are served on over HTTPS; empty disables it")
+	cmd.Flags().StringVar(&io.acmeCA, "acme-ca", "https://acme-v02.api.letsencrypt.org/directory", "ACME directory for Ingress certificates (Let's Encrypt staging: https://acme-staging-v02.api.letsencrypt.org/directory, or any ACME CA)")
+	cmd.Flags().StringVar(&io.acmeEmail, "acme-email", "", "contact address for the ACME account")
+	cmd.Flags().StringVar(&io.acmeRoot, "acme-ca-root", "", "PEM file of extra roots to trust for the ACME server's own certificate (a private CA)")
 	cmd.Flags().DurationVar(&c.NodeInterval, "node-interval", 500*time.Millisecond, "how often each machine is pinged")
 	cmd.Flags().DurationVar(&c.NodeTimeout, "node-timeout", 2*time.Second, "silence after which a machine is NotReady and its pods move")
 	cmd.Flags().DurationVar(&c.Resync, "resync", 10*time.Second, "run a full pass at least this often")

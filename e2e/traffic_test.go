@@ -1,0 +1,171 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+const lbManifest = `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: lbweb}
+spec:
+  replicas: 3
+  template:
+    metadata: {labels: {app: lbweb}}
+    spec:
+      containers:
+      - name: web
+        image: fleet-demo:v1
+        ports: [{name: http, containerPort: 8080}]
+        readinessProbe:
+          httpGet: {path: /ready, port: http}
+          periodSeconds: 1
+          failureThreshold: 1
+---
+apiVersion: v1
+kind: Service
+metadata: {name: lbweb}
+spec:
+  type: LoadBalancer
+  selector: {app: lbweb}
+  ports:
+  - {name: http, port: %d, targetPort: http}
+  - {name: raw, port: %d, targetPort: 8080}
+`
+
+// lbPort is a port for this run's LoadBalancer services on loopback.
+func lbPort() int { return 20000 + os.Getpid()%20000 }
+
+// A LoadBalancer Service is served by fleet serve on --lb-address, at L7
+// (a port named http) and L4, spread over the ready pods only: a pod
+// that stops being ready gets no requests, and none fail.
+func TestServe_LoadBalancer(t *testing.T) {
+	const state = "lb.db"
+	port := lbPort()
+	_, _, log := startServeLog(t, state, "--lb-address", "127.0.0.1", "--admin-address", "127.0.0.1:0", "--ingress-http", "", "--ingress-https", "")
+	m := writeManifest(t, "lb.yaml", fmt.Sprintf(lbManifest, port, port+1))
+	t.Cleanup(func() { fleet(t, state, "delete", "-f", m) })
+	if r := fleet(t, state, "apply", "-f", m); r.code != 0 {
+		t.Fatalf("apply: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	client := &http.Client{Timeout: 5 * time.Second}
+	// A new connection per request, so that L4 balancing (per
+	// connection) shows too.
+	fresh := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	hello := regexp.MustCompile(`hello from (\S+), version v1`)
+	spread := func(url string, n int) (map[string]int, int) {
+		seen, failed := map[string]int{}, 0
+		for range n {
+			resp, err := fresh.Get(url)
+			if err != nil {
+				t.Logf("GET %s: %v", url, err)
+				failed++
+				continue
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if m := hello.FindStringSubmatch(string(b)); resp.StatusCode == 200 && m != nil {
+				seen[m[1]]++
+			} else {
+				t.Logf("GET %s: %s %q", url, resp.Status, b)
+				failed++
+			}
+		}
+		return seen, failed
+	}
+	l7 := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	eventually(t, "the service answering from all 3 ready pods", func() bool {
+		seen, _ := spread(l7, 12)
+		return len(seen) == 3
+	})
+	t.Run("L4 on a port not named http", func(t *testing.T) {
+		seen, failed := spread(fmt.Sprintf("http://127.0.0.1:%d/", port+1), 12)
+		if failed > 0 || len(seen) < 2 {
+			t.Fatalf("through the TCP proxy: %d failed, pods %v", failed, seen)
+		}
+	})
+	t.Run("get svc and get endpoints show the ready pods", func(t *testing.T) {
+		// Readiness reaches the state file with serve's next pass.
+		var svc string
+		defer func() {
+			if t.Failed() {
+				t.Logf("get svc:\n%s\nget pods,endpoints -o wide:\n%s", svc, fleet(t, state, "get", "pods,endpoints", "-o", "wide").stdout)
+			}
+		}()
+		eventually(t, "get svc to show every endpoint ready", func() bool {
+			svc = fleet(t, state, "get", "svc").stdout
+			return strings.Contains(svc, "6/6 ready") && strings.Contains(svc, "LoadBalancer")
+		})
+		ep := fleet(t, state, "get", "endpoints").stdout
+		if strings.Count(ep, ":") < 6 {
+			t.Errorf("get endpoints:\n%s", ep)
+		}
+	})
+	t.Run("a pod that stops being ready gets no requests, and none fail", func(t *testing.T) {
+		pods := getPodsJSON(t, state, "lbweb")
+		victim := pods[0]
+		hostExec(t, victim.Node, "docker", "pause", victim.ContainerID)
+		defer hostExec(t, victim.Node, "docker", "unpause", victim.ContainerID)
+		eventually(t, "the paused pod unready", func() bool {
+			for _, p := range getPodsJSON(t, state, "lbweb") {
+				if p.Name == victim.Name {
+					return !p.Ready
+				}
+			}
+			return false
+		})
+		// This process saw the pause itself; serve's load balancer
+		// hears of it from its probes or its next pass, a moment later.
+		quick := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+		eventually(t, "the load balancer to leave the paused pod out", func() bool {
+			for range 6 {
+				resp, err := quick.Get(l7)
+				if err != nil {
+					return false
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 || strings.Contains(string(b), victim.Name) {
+					return false
+				}
+			}
+			return true
+		})
+		seen, failed := spread(l7, 30)
+		if failed > 0 || len(seen) != 2 {
+			t.Fatalf("with one pod unready: %d failed, pods %v", failed, seen)
+		}
+	})
+	t.Run("metrics on the admin address", func(t *testing.T) {
+		addr := regexp.MustCompile(`address=(http://127\.0\.0\.1:\d+/metrics)`).FindStringSubmatch(log.String())
+		if addr == nil {
+			t.Fatalf("no metrics address in serve's log:\n%s", log.String())
+		}
+		resp, err := client.Get(addr[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		route := fmt.Sprintf(`route="default/lbweb:%d"`, port)
+		for _, want := range []string{"fleet_lb_requests_total{", route, "fleet_lb_request_duration_seconds_bucket{", "fleet_lb_endpoint_healthy{"} {
+			if !strings.Contains(string(body), want) {
+				t.Errorf("/metrics lacks %s:\n%s", want, body)
+			}
+		}
+		if promtool, err := exec.LookPath("promtool"); err == nil {
+			check := exec.Command(promtool, "check", "metrics")
+			check.Stdin = strings.NewReader(string(body))
+			if out, err := check.CombinedOutput(); err != nil {
+				t.Errorf("promtool check metrics: %v\n%s", err, out)
+			}
+		}
+	})
+}
