@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -31,6 +32,10 @@ func startServeProc(t *testing.T, state string, args ...string) (stop func() (st
 // startServeLog is startServeProc with serve's log readable while it runs.
 func startServeLog(t *testing.T, state string, args ...string) (stop func() (string, error), proc *os.Process, log *syncBuffer) {
 	t.Helper()
+	if !slices.Contains(args, "--admin-address") {
+		// Leftovers or a neighbour may hold the default port.
+		args = append(args, "--admin-address", "127.0.0.1:0")
+	}
 	cmd := exec.Command(fleetBin, append([]string{"serve"}, args...)...)
 	cmd.Env = append(os.Environ(), "FLEET_INVENTORY="+sb.InventoryPath(), "FLEET_STATE="+filepath.Join(stateDir, state), "HOME="+stateDir)
 	log = &syncBuffer{}
