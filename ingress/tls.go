@@ -47,6 +47,7 @@ type Certificates struct {
 	Logger     *zap.Logger
 
 	mu       sync.Mutex
+	cache    *certmagic.Cache
 	cfg      *certmagic.Config
 	issuer   *certmagic.ACMEIssuer
 	hosts    map[string]string // host → "acme" | "internal"
@@ -93,7 +94,7 @@ func (c *Certificates) Start(ctx context.Context) {
 	cfg.Issuers = []certmagic.Issuer{c.issuer}
 	actx, cancel := context.WithCancel(ctx)
 	c.mu.Lock()
-	c.cfg, c.bg, c.stopACME, c.hosts, c.leaves = cfg, actx, cancel, map[string]string{}, map[string]*tls.Certificate{}
+	c.cache, c.cfg, c.bg, c.stopACME, c.hosts, c.leaves = cache, cfg, actx, cancel, map[string]string{}, map[string]*tls.Certificate{}
 	c.mu.Unlock()
 }
 
@@ -101,6 +102,9 @@ func (c *Certificates) Start(ctx context.Context) {
 func (c *Certificates) Stop() {
 	if c.stopACME != nil {
 		c.stopACME()
+	}
+	if c.cache != nil {
+		c.cache.Stop()
 	}
 }
 

@@ -173,11 +173,12 @@ func (t *traffic) updateIngress(ctx context.Context) {
 		t.problems = p
 	}
 	if !t.ingressUp {
+		if t.ingressErr != "" {
+			return // said once; a restart of serve tries again
+		}
 		if err := t.startIngress(ctx); err != nil {
-			if err.Error() != t.ingressErr {
-				t.log.Error("cannot serve Ingresses", "err", err)
-				t.ingressErr = err.Error()
-			}
+			t.log.Error("cannot serve Ingresses; restart fleet serve once the addresses are free (or set --ingress-http/--ingress-https)", "err", err)
+			t.ingressErr = err.Error()
 			return
 		}
 		t.ingressUp = true
