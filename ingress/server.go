@@ -2,6 +2,7 @@ package ingress
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,8 +28,11 @@ type Upstreams interface {
 type Server struct {
 	HTTPAddr, HTTPSAddr string
 	Certs               *Certificates
-	Upstreams           Upstreams
-	Log                 *slog.Logger
+	// TLSConfig, when set, is the HTTPS listener's configuration instead
+	// of Certs' (fixed certificates).
+	TLSConfig *tls.Config
+	Upstreams Upstreams
+	Log       *slog.Logger
 
 	table     atomic.Pointer[Table]
 	servers   []*http.Server
@@ -85,7 +89,10 @@ func (s *Server) Start() error {
 		if tlsOn {
 			_, port, _ := net.SplitHostPort(ln.Addr().String())
 			s.httpsPort, _ = strconv.Atoi(port)
-			srv.TLSConfig = s.Certs.TLSConfig()
+			srv.TLSConfig = s.TLSConfig
+			if srv.TLSConfig == nil {
+				srv.TLSConfig = s.Certs.TLSConfig()
+			}
 			ln = newTLSListener(ln, srv.TLSConfig)
 		}
 		s.servers = append(s.servers, srv)
