@@ -17,6 +17,7 @@ const (
 	rejectSelector
 	rejectCPU
 	rejectMemory
+	rejectPort
 )
 
 // rejection is why one node cannot take a pod; detail is the NotReady
@@ -131,6 +132,8 @@ func (r rejection) phrase(n int) string {
 		return pick("doesn't", "don't") + " match nodeSelector (missing " + r.detail + ")"
 	case rejectCPU:
 		return pick("lacks ", "lack ") + r.detail + " CPU"
+	case rejectPort:
+		return pick("has", "have") + " host port " + r.detail + " taken"
 	default:
 		return pick("lacks ", "lack ") + r.detail + " memory"
 	}

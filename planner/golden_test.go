@@ -20,8 +20,8 @@ import (
 // Input lines (blank lines and lines starting with # are ignored):
 //
 //	node NAME [cpu=Q] [mem=Q] [ready | notready | notready=REASON] [unschedulable[=REASON]] [labels=k=v,k=v]
-//	workload NS/NAME replicas=N hash=H [rev=N] [cpu=Q] [mem=Q] [selector=k=v,k=v]
-//	pod NS/OWNER/NAME node=N hash=H [rev=N] [created=SECONDS] [running | exited] [stale] [cpu=Q] [mem=Q]
+//	workload NS/NAME replicas=N hash=H [rev=N] [cpu=Q] [mem=Q] [selector=k=v,k=v] [ports=30080/tcp,…]
+//	pod NS/OWNER/NAME node=N hash=H [rev=N] [created=SECONDS] [running | exited] [stale] [cpu=Q] [mem=Q] [ports=…]
 //	prune
 //
 // Quantities are Kubernetes-style: cpu=500m, cpu=2, mem=512Mi, mem=1.5Gi.
@@ -176,6 +176,8 @@ func parseState(input string) (State, error) {
 					w.Memory, err2 = parseMemory(v)
 				case "selector":
 					w.NodeSelector, err2 = parseLabels(v)
+				case "ports":
+					w.HostPorts = strings.Split(v, ",")
 				default:
 					err2 = fmt.Errorf("unknown workload field %q", k)
 				}
@@ -210,6 +212,8 @@ func parseState(input string) (State, error) {
 					p.Running = false
 				case "stale":
 					p.Stale = true
+				case "ports":
+					p.HostPorts = strings.Split(v, ",")
 				case "cpu":
 					p.MilliCPU, err2 = parseCPU(v)
 					d.cpu = false

@@ -70,6 +70,7 @@ func Compute(s State, now time.Time) (Plan, error) {
 	for i := range pods {
 		if n, ready := sched.ready(pods[i].Node); ready && !stopped[i] {
 			sched.use(n, pods[i].MilliCPU, pods[i].Memory)
+			sched.hold(n, pods[i].HostPorts)
 		}
 	}
 

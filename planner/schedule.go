@@ -21,6 +21,7 @@ type scheduler struct {
 type nodeState struct {
 	Node
 	cpuUsed, memUsed int64
+	ports            map[string]bool // host ports held
 }
 
 func newScheduler(nodes []Node) *scheduler {
@@ -48,6 +49,30 @@ func (s *scheduler) ready(name string) (int, bool) {
 func (s *scheduler) use(node int, cpu, mem int64) {
 	s.nodes[node].cpuUsed += cpu
 	s.nodes[node].memUsed += mem
+}
+
+// hold marks host ports taken on node.
+func (s *scheduler) hold(node int, ports []string) {
+	if len(ports) == 0 {
+		return
+	}
+	n := &s.nodes[node]
+	if n.ports == nil {
+		n.ports = map[string]bool{}
+	}
+	for _, p := range ports {
+		n.ports[p] = true
+	}
+}
+
+// portTaken returns the first of ports already held on node, or "".
+func (s *scheduler) portTaken(node int, ports []string) string {
+	for _, p := range ports {
+		if s.nodes[node].ports[p] {
+			return p
+		}
+	}
+	return ""
 }
 
 // eligible lists, in name order, the nodes that pass the checks that do
@@ -86,7 +111,7 @@ func (s *scheduler) place(w *Workload, eligible []int) (node int, ok bool) {
 	var bestFree, bestCap uint64 // free memory fraction after placement, bestFree/bestCap
 	for _, i := range eligible {
 		n := &s.nodes[i]
-		if !fits(w.MilliCPU, n.cpuUsed, n.MilliCPU) || !fits(w.Memory, n.memUsed, n.Memory) {
+		if !fits(w.MilliCPU, n.cpuUsed, n.MilliCPU) || !fits(w.Memory, n.memUsed, n.Memory) || s.portTaken(i, w.HostPorts) != "" {
 			continue
 		}
 		c := s.count[i]
@@ -106,6 +131,7 @@ func (s *scheduler) place(w *Workload, eligible []int) (node int, ok bool) {
 		return -1, false
 	}
 	s.use(best, w.MilliCPU, w.Memory)
+	s.hold(best, w.HostPorts)
 	s.count[best]++
 	return best, true
 }
@@ -134,6 +160,8 @@ func (s *scheduler) rejections(w *Workload) []rejection {
 			out = append(out, rejection{kind: rejectCPU, detail: formatCPU(w.MilliCPU)})
 		case !fits(w.Memory, n.memUsed, n.Memory):
 			out = append(out, rejection{kind: rejectMemory, detail: formatMemory(w.Memory)})
+		case s.portTaken(i, w.HostPorts) != "":
+			out = append(out, rejection{kind: rejectPort, detail: s.portTaken(i, w.HostPorts)})
 		}
 	}
 	return out

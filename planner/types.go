@@ -47,6 +47,9 @@ type Workload struct {
 	Memory   int64
 	// NodeSelector: a node must carry every label to be eligible.
 	NodeSelector map[string]string
+	// HostPorts are the machine ports ("30080/tcp") a pod binds: a
+	// machine where another pod holds one of them cannot take it.
+	HostPorts []string
 }
 
 // Key is namespace/name.
@@ -67,6 +70,8 @@ type Pod struct {
 	Running  bool
 	MilliCPU int64
 	Memory   int64
+	// HostPorts are the machine ports the pod holds.
+	HostPorts []string
 	// Stale marks a pod whose machine was unreachable after it started:
 	// its replacement may run elsewhere, so it is the first to stop when
 	// there are too many (fencing).

@@ -44,11 +44,25 @@ const (
 	LabelCPU       = "fleet.requests.cpu"    // the pod's total, in millicores
 	LabelMemory    = "fleet.requests.memory" // the pod's total, in bytes
 	LabelProbes    = "fleet.probes"          // the container's probes: "startup,liveness,readiness"
+	LabelHostPorts = "fleet.host-ports"      // machine ports the container binds: "30080/tcp,8443/tcp"
 )
 
 // ContainerName is the Docker name of one container of a pod.
 func ContainerName(namespace, pod, container string) string {
 	return "fleet_" + namespace + "_" + pod + "_" + container
+}
+
+// hostPorts lists the machine ports a pod of ps binds ("8443/tcp").
+func hostPorts(ps spec.PodSpec) []string {
+	var out []string
+	for _, c := range ps.Containers {
+		for _, p := range c.Ports {
+			if p.HostPort > 0 {
+				out = append(out, strconv.Itoa(p.HostPort)+"/"+strings.ToLower(cmpOr(p.Protocol, "TCP")))
+			}
+		}
+	}
+	return out
 }
 
 // podRequests sums the requests of a pod's containers.
@@ -86,6 +100,7 @@ func containerConfig(ns, owner, pod string, rev int64, hash string, ps spec.PodS
 	for _, e := range c.Env {
 		env = append(env, e.Name+"="+e.Value)
 	}
+	var held []string
 	exposed := nat.PortSet{}
 	bindings := nat.PortMap{}
 	for _, p := range c.Ports {
@@ -98,8 +113,12 @@ func containerConfig(ns, owner, pod string, rev int64, hash string, ps spec.PodS
 		hp := ""
 		if p.HostPort > 0 {
 			hp = strconv.Itoa(p.HostPort)
+			held = append(held, hp+"/"+proto)
 		}
 		bindings[port] = []nat.PortBinding{{HostPort: hp}}
+	}
+	if len(held) > 0 {
+		labels[LabelHostPorts] = strings.Join(held, ",")
 	}
 	cfg := &container.Config{
 		Image:        c.Image,

@@ -96,6 +96,8 @@ type PodStatus struct {
 	MilliCPU    int64             `json:"milliCPU"`
 	Memory      int64             `json:"memory"`
 	Containers  []ContainerStatus `json:"containers"`
+	// HostPorts are the machine ports its containers bind.
+	HostPorts []string `json:"hostPorts,omitempty"`
 	// LastSeen is when the pod was last listed, for pods shown Unknown.
 	LastSeen time.Time `json:"lastSeen,omitzero"`
 }
@@ -200,6 +202,9 @@ func (r *Reconciler) listPods(ctx context.Context, machine string) ([]PodStatus,
 		}
 		p.Containers = append(p.Containers, ContainerStatus{Name: l[LabelContainer], ID: c.ID, Image: c.Image,
 			State: c.State, Status: c.Status, Probes: l[LabelProbes]})
+		if hp := l[LabelHostPorts]; hp != "" {
+			p.HostPorts = append(p.HostPorts, strings.Split(hp, ",")...)
+		}
 	}
 	for _, p := range byPod {
 		for i := range p.Containers {
@@ -423,7 +428,7 @@ func plannerState(obs Observed, workloads []planner.Workload, prune bool, staleB
 		s.Pods = append(s.Pods, planner.Pod{
 			Namespace: p.Namespace, Owner: p.Owner, Name: p.Name, Node: p.Node, SpecHash: p.SpecHash,
 			Revision: p.Revision, Created: p.Created, Running: p.Status == Running,
-			MilliCPU: p.MilliCPU, Memory: p.Memory, Stale: stale,
+			MilliCPU: p.MilliCPU, Memory: p.Memory, Stale: stale, HostPorts: p.HostPorts,
 		})
 	}
 	return s

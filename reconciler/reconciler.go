@@ -165,6 +165,7 @@ func (r *Reconciler) readDesired(ctx context.Context) ([]desired, map[string]*sp
 		out = append(out, desired{deploy: &d, workload: planner.Workload{
 			Namespace: o.Namespace, Name: o.Name, Replicas: d.Replicas, SpecHash: d.PodSpecHash(),
 			Revision: rev, MilliCPU: cpu, Memory: mem, NodeSelector: d.Template.Spec.NodeSelector,
+			HostPorts: hostPorts(d.Template.Spec),
 		}})
 	}
 	return out, templates, nil
