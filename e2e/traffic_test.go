@@ -169,3 +169,68 @@ func TestServe_LoadBalancer(t *testing.T) {
 		}
 	})
 }
+
+const nodePortManifest = `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: np}
+spec:
+  replicas: 2
+  template:
+    metadata: {labels: {app: np}}
+    spec:
+      containers:
+      - name: web
+        image: fleet-demo:v1
+        ports: [{name: http, containerPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: np}
+spec:
+  type: NodePort
+  selector: {app: np}
+  ports: [{port: 80, targetPort: http}]
+`
+
+// A NodePort Service gets a node port allocated at apply, and its pods
+// answer on it on the machines they run on (and only there).
+func TestServe_NodePort(t *testing.T) {
+	const state = "nodeport.db"
+	startServe(t, state, "--lb-address", "127.0.0.1", "--ingress-http", "", "--ingress-https", "")
+	m := writeManifest(t, "np.yaml", nodePortManifest)
+	t.Cleanup(func() { fleet(t, state, "delete", "-f", m) })
+	r := fleet(t, state, "apply", "-f", m)
+	if r.code != 0 || !strings.Contains(r.stdout, "node port 30000 is published") {
+		t.Fatalf("apply: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	nodes, _ := getNodes(t, state)
+	pods := getPodsJSON(t, state, "np")
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	used := map[string]bool{}
+	for _, p := range pods {
+		used[p.Node] = true
+		url := fmt.Sprintf("http://%s:30000/", nodes[p.Node].Address)
+		resp, err := client.Get(url)
+		if err != nil {
+			t.Fatalf("%s (pod %s): %v", url, p.Name, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(b), "hello from "+p.Name) {
+			t.Errorf("%s answered %q, want pod %s", url, b, p.Name)
+		}
+	}
+	for name, n := range nodes {
+		if used[name] {
+			continue
+		}
+		if resp, err := client.Get(fmt.Sprintf("http://%s:30000/", n.Address)); err == nil {
+			resp.Body.Close()
+			t.Errorf("%s runs no pod of the service but answers on its node port", name)
+		}
+		break
+	}
+	if svc := fleet(t, state, "get", "svc").stdout; !strings.Contains(svc, "80:30000/TCP") {
+		t.Errorf("get svc does not show the node port:\n%s", svc)
+	}
+}

@@ -77,7 +77,10 @@ func podRequests(ps spec.PodSpec) (milliCPU, memory int64) {
 // containerConfig is how one container of a pod is created: ports are
 // published on ephemeral host ports (or the hostPort asked for), so the
 // load balancer can reach each replica at its machine's address.
-func containerConfig(ns, owner, pod string, rev int64, hash string, ps spec.PodSpec, c spec.Container) (*container.Config, *container.HostConfig) {
+//
+// nodePorts are the container's ports NodePort Services publish on the
+// machine's node port, besides the ephemeral one.
+func containerConfig(ns, owner, pod string, rev int64, hash string, ps spec.PodSpec, c spec.Container, nodePorts map[string]int) (*container.Config, *container.HostConfig) {
 	cpu, mem := podRequests(ps)
 	labels := map[string]string{
 		LabelManaged: "true", LabelNamespace: ns, LabelKind: "Deployment", LabelOwner: owner,
@@ -116,6 +119,10 @@ func containerConfig(ns, owner, pod string, rev int64, hash string, ps spec.PodS
 			held = append(held, hp+"/"+proto)
 		}
 		bindings[port] = []nat.PortBinding{{HostPort: hp}}
+		if np := nodePorts[string(port)]; np > 0 {
+			bindings[port] = append(bindings[port], nat.PortBinding{HostPort: strconv.Itoa(np)})
+			held = append(held, strconv.Itoa(np)+"/"+proto)
+		}
 	}
 	if len(held) > 0 {
 		labels[LabelHostPorts] = strings.Join(held, ",")

@@ -113,8 +113,9 @@ func (r Result) Converged() bool {
 }
 
 type desired struct {
-	workload planner.Workload
-	deploy   *spec.Deployment
+	workload  planner.Workload
+	deploy    *spec.Deployment
+	nodePorts nodePorts
 }
 
 func (r *Reconciler) now() time.Time {
@@ -140,6 +141,10 @@ func (r *Reconciler) readDesired(ctx context.Context) ([]desired, map[string]*sp
 		return nil, nil, err
 	}
 	templates := map[string]*spec.PodTemplate{}
+	svcs, err := r.services(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
 	var out []desired
 	for _, o := range objs {
 		var d spec.Deployment
@@ -162,13 +167,34 @@ func (r *Reconciler) readDesired(ctx context.Context) ([]desired, map[string]*sp
 			rev = revs[len(revs)-1].Revision
 		}
 		cpu, mem := podRequests(d.Template.Spec)
-		out = append(out, desired{deploy: &d, workload: planner.Workload{
-			Namespace: o.Namespace, Name: o.Name, Replicas: d.Replicas, SpecHash: d.PodSpecHash(),
+		np := nodePortsFor(o.Namespace, &d.Template, svcs)
+		hash := np.hash(d.PodSpecHash())
+		templates[templateKey(o.Namespace, o.Name, hash)] = &d.Template
+		out = append(out, desired{deploy: &d, nodePorts: np, workload: planner.Workload{
+			Namespace: o.Namespace, Name: o.Name, Replicas: d.Replicas, SpecHash: hash,
 			Revision: rev, MilliCPU: cpu, Memory: mem, NodeSelector: d.Template.Spec.NodeSelector,
-			HostPorts: hostPorts(d.Template.Spec),
+			HostPorts: append(hostPorts(d.Template.Spec), np.held()...),
 		}})
 	}
 	return out, templates, nil
+}
+
+// services reads every Service from the state file.
+func (r *Reconciler) services(ctx context.Context) ([]*spec.Service, error) {
+	objs, err := r.Store.List(ctx, "Service", "")
+	if err != nil {
+		return nil, err
+	}
+	var out []*spec.Service
+	for _, o := range objs {
+		var s spec.Service
+		if err := json.Unmarshal(o.Spec, &s); err != nil {
+			return nil, fmt.Errorf("decode Service %s/%s from the state file: %w", o.Namespace, o.Name, err)
+		}
+		s.Namespace, s.Name = o.Namespace, o.Name
+		out = append(out, &s)
+	}
+	return out, nil
 }
 
 // Pass runs one observe → plan → apply cycle.
@@ -415,7 +441,7 @@ func (e *executor) start(ctx context.Context, s planner.Run) bool {
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
 	for _, c := range d.deploy.Template.Spec.Containers {
-		cfg, host := containerConfig(ns, owner, s.Pod, s.Revision, s.SpecHash, d.deploy.Template.Spec, c)
+		cfg, host := containerConfig(ns, owner, s.Pod, s.Revision, s.SpecHash, d.deploy.Template.Spec, c, d.nodePorts[c.Name])
 		name := ContainerName(ns, s.Pod, c.Name)
 		created, err := dk.ContainerCreate(ctx, cfg, host, nil, nil, name)
 		if errdefs.IsConflict(err) {

@@ -55,10 +55,20 @@ func backendConf(prefix string, ports [2]int, status int) string {
 // keep-alive cache. The upstream's keepalive_requests is raised like
 // the backend's: its default (1000) would close each upstream connection
 // every few seconds under this load, which is a setting, not a cost.
-func nginxProxyConf(prefix string, listen int, backends []string) string {
+// With cert it terminates TLS instead, offering HTTP/2 as fleet does
+// (wrk asks for no protocol, so both answer HTTP/1.1), with nginx's
+// defaults for session caching and tickets.
+func nginxProxyConf(prefix string, listen int, backends []string, cert *certFiles) string {
 	var servers strings.Builder
 	for _, b := range backends {
 		fmt.Fprintf(&servers, "        server %s;\n", b)
+	}
+	listenConf := fmt.Sprintf("listen 127.0.0.1:%d;", listen)
+	if cert != nil {
+		listenConf = fmt.Sprintf(`listen 127.0.0.1:%d ssl http2;
+        ssl_certificate %s;
+        ssl_certificate_key %s;
+        ssl_protocols TLSv1.3 TLSv1.2;`, listen, cert.cert, cert.key)
 	}
 	return fmt.Sprintf(nginxCommon, prefix) + fmt.Sprintf(`http {`+nginxHTTPCommon+`
     upstream backends {
@@ -67,7 +77,7 @@ func nginxProxyConf(prefix string, listen int, backends []string) string {
         keepalive_timeout 300s;
     }
     server {
-        listen 127.0.0.1:%[2]d;
+        %[2]s
         location / {
             proxy_pass http://backends;
             proxy_http_version 1.1;
@@ -75,15 +85,20 @@ func nginxProxyConf(prefix string, listen int, backends []string) string {
         }
     }
 }
-`, prefix, listen, servers.String())
+`, prefix, listenConf, servers.String())
 }
 
 // haproxyConf is HAProxy as the reverse proxy: one thread, connections
 // to the backends shared between clients (http-reuse always), no logs.
-func haproxyConf(listen int, backends []string) string {
+// With cert it terminates TLS, offering HTTP/2 like the others.
+func haproxyConf(listen int, backends []string, cert *certFiles) string {
 	var servers strings.Builder
 	for i, b := range backends {
 		fmt.Fprintf(&servers, "    server b%d %s\n", i+1, b)
+	}
+	bind := addr(listen)
+	if cert != nil {
+		bind += " ssl crt " + cert.combined + " alpn h2,http/1.1"
 	}
 	return fmt.Sprintf(`global
     nbthread 1
@@ -98,12 +113,12 @@ defaults
     timeout http-keep-alive 60s
 
 frontend bench
-    bind 127.0.0.1:%d
+    bind %s
     default_backend backends
 
 backend backends
     balance roundrobin
-%s`, listen, servers.String())
+%s`, bind, servers.String())
 }
 
 // writeNginxPrefix lays out an nginx prefix directory: the config and

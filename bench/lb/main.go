@@ -7,6 +7,10 @@
 // the bottleneck) and how many upstream connections each proxy opened
 // during the measured run, counted by the backend's stub_status.
 //
+// Then the same over HTTPS, the proxies terminating TLS with one
+// certificate: fleet's Ingress server (the code `fleet serve` runs for an
+// Ingress with a tls section), nginx and HAProxy.
+//
 // Missing tools are installed with apt-get. Every server is the
 // benchmark's own process with a config in a temp dir; the system's nginx
 // and haproxy services are never touched.
@@ -14,6 +18,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -64,6 +70,19 @@ type body struct {
 
 var bodies = []body{{"64 B", "/64", 64}, {"4 KiB", "/4k", 4096}}
 
+// leg is one protocol the proxies are measured over, with the issue's
+// targets for fleet against nginx.
+type leg struct {
+	prefix string  // before the body label on each line
+	rpsMin float64 // fleet/nginx requests/s
+	p99Max float64 // fleet/nginx p99; 0: none
+}
+
+var (
+	plainLeg = leg{prefix: "", rpsMin: 1.0, p99Max: 1.0}
+	httpsLeg = leg{prefix: "https ", rpsMin: 0.9}
+)
+
 // proxy is one of the three proxies under test.
 type proxy struct {
 	name string
@@ -87,6 +106,11 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == childFlag {
 		log.SetPrefix("fleet lb child: ")
 		benchkit.Check(runFleetChild(os.Args[2:]))
+		return
+	}
+	if len(os.Args) > 1 && os.Args[1] == httpsChildFlag {
+		log.SetPrefix("fleet https child: ")
+		benchkit.Check(runFleetHTTPSChild(os.Args[2:]))
 		return
 	}
 	var o options
@@ -137,6 +161,13 @@ func run(ctx context.Context, o options) error {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		return err
 	}
+	cert, err := writeCert(dir)
+	if err != nil {
+		return err
+	}
+	// Readiness checks trust only the benchmark's CA, so an HTTPS proxy
+	// that answers is also known to present the certificate.
+	ready := &http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: cert.roots}}}
 	var servers []*server
 	defer func() {
 		for i := len(servers) - 1; i >= 0; i-- {
@@ -149,13 +180,13 @@ func run(ctx context.Context, o options) error {
 			return nil, err
 		}
 		servers = append(servers, s)
-		if err := s.waitReady(ctx, url); err != nil {
+		if err := s.waitReady(ctx, ready, url); err != nil {
 			return nil, err
 		}
 		return s, s.checkPinned(cpu)
 	}
 
-	ports, err := freePorts(6)
+	ports, err := freePorts(9)
 	if err != nil {
 		return err
 	}
@@ -172,7 +203,7 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	if err := verifyBodies(ctx, backends...); err != nil {
+	if err := verifyBodies(ctx, nil, "http://"+backends[0], "http://"+backends[1]); err != nil {
 		return err
 	}
 
@@ -185,7 +216,7 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	np := filepath.Join(dir, "proxy-nginx")
-	if err := writeNginxPrefix(np, nginxProxyConf(np, ngx.port, backends)); err != nil {
+	if err := writeNginxPrefix(np, nginxProxyConf(np, ngx.port, backends, nil)); err != nil {
 		return err
 	}
 	if ngx.srv, err = start("proxy-nginx", proxyCPU, false, []string{filepath.Join(np, "error.log")}, httpURL(ngx.port, "/64"),
@@ -193,7 +224,7 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	hcfg := filepath.Join(dir, "haproxy.cfg")
-	if err := os.WriteFile(hcfg, []byte(haproxyConf(hap.port, backends)), 0o644); err != nil {
+	if err := os.WriteFile(hcfg, []byte(haproxyConf(hap.port, backends, nil)), 0o644); err != nil {
 		return err
 	}
 	if hap.srv, err = start("proxy-haproxy", proxyCPU, false, nil, httpURL(hap.port, "/64"),
@@ -202,8 +233,17 @@ func run(ctx context.Context, o options) error {
 	}
 	proxies := []*proxy{fleet, ngx, hap}
 	for _, p := range proxies {
-		if err := verifyBodies(ctx, addr(p.port)); err != nil {
+		if err := verifyBodies(ctx, nil, "http://"+addr(p.port)); err != nil {
 			return fmt.Errorf("%s: %w", p.name, err)
+		}
+	}
+	tlsProxies, err := startHTTPS(dir, exe, ts, ports[6:9], backends, cert, start)
+	if err != nil {
+		return err
+	}
+	for _, p := range tlsProxies {
+		if err := verifyBodies(ctx, cert.roots, httpsURL(p.port, "")); err != nil {
+			return fmt.Errorf("%s https: %w", p.name, err)
 		}
 	}
 
@@ -231,7 +271,27 @@ func run(ctx context.Context, o options) error {
 			}
 			ms[p.name] = m
 		}
-		f, n := report(b, proxies, ms, direct)
+		f, n := report(plainLeg, b, proxies, ms, &direct)
+		failed, noisy = append(failed, f...), append(noisy, n...)
+	}
+
+	var suites []string
+	for _, p := range tlsProxies {
+		suites = append(suites, p.name+" "+negotiated(ctx, p.port))
+	}
+	fmt.Printf("https: each proxy terminates TLS with the same ECDSA P-256 certificate (bench.test, 127.0.0.1), fleet as its Ingress server; wrk (OpenSSL) gets %s\n",
+		strings.Join(suites, ", "))
+	for _, b := range bodies {
+		ms := map[string]measurement{}
+		for _, p := range tlsProxies {
+			log.Printf("bench-lb: https %s: %s", b.label, p.name)
+			m, err := measureQuiet(ctx, ts, o, hz, backend, p.srv, httpsURL(p.port, b.path), statusURL)
+			if err != nil {
+				return fmt.Errorf("%s https: %w", p.name, err)
+			}
+			ms[p.name] = m
+		}
+		f, n := report(httpsLeg, b, tlsProxies, ms, nil)
 		failed, noisy = append(failed, f...), append(noisy, n...)
 	}
 	if len(noisy) > 0 {
@@ -243,10 +303,14 @@ func run(ctx context.Context, o options) error {
 	return nil
 }
 
-// report prints the lines for one body size and returns the runs that
-// had errors and those that other processes disturbed.
-func report(b body, proxies []*proxy, ms map[string]measurement, direct measurement) (failed, noisy []string) {
-	lbl := fmt.Sprintf("%-7s", b.label)
+// report prints the lines for one body size over one leg and returns
+// the runs that had errors and those that other processes disturbed.
+// direct, wrk straight to a backend, may be nil.
+func report(lg leg, b body, proxies []*proxy, ms map[string]measurement, direct *measurement) (failed, noisy []string) {
+	lbl := lg.prefix + fmt.Sprintf("%-7s", b.label)
+	if lg.prefix != "" {
+		b.label = strings.TrimSpace(lg.prefix) + " " + b.label // in the returned runs
+	}
 	var segs, loads, conns, errs []string
 	for _, p := range proxies {
 		m := ms[p.name]
@@ -262,20 +326,32 @@ func report(b body, proxies []*proxy, ms map[string]measurement, direct measurem
 	}
 	f, n, h := ms["fleet"], ms["nginx"], ms["haproxy"]
 	fmt.Printf("%s%s\n", lbl, strings.Join(segs, " | "))
-	fmt.Printf("%sratio fleet/nginx req/s %.2fx (target >= 1.0x), p99 %.2fx (target <= 1.0x), cpu/req %.2fx; fleet/haproxy req/s %.2fx, p99 %.2fx, cpu/req %.2fx\n", lbl,
-		f.wrk.rps/n.wrk.rps, ratio(f.wrk.p99, n.wrk.p99), f.cpuPerReq()/n.cpuPerReq(),
+	p99Target := ""
+	if lg.p99Max > 0 {
+		p99Target = fmt.Sprintf(" (target <= %.1fx)", lg.p99Max)
+	}
+	fmt.Printf("%sratio fleet/nginx req/s %.2fx (target >= %.1fx), p99 %.2fx%s, cpu/req %.2fx; fleet/haproxy req/s %.2fx, p99 %.2fx, cpu/req %.2fx\n", lbl,
+		f.wrk.rps/n.wrk.rps, lg.rpsMin, ratio(f.wrk.p99, n.wrk.p99), p99Target, f.cpuPerReq()/n.cpuPerReq(),
 		f.wrk.rps/h.wrk.rps, ratio(f.wrk.p99, h.wrk.p99), f.cpuPerReq()/h.cpuPerReq())
 	fmt.Printf("%sfleet upstream connections opened during the run: %d for %d requests (target: no new connection per request); %s\n", lbl,
 		f.opened, f.wrk.requests, strings.Join(conns, ", "))
-	fmt.Printf("%sload side cpu%d (wrk+backends) busy: %s; no proxy, wrk straight to a backend: %.0f req/s with cpu%d %.0f%% busy\n", lbl,
-		loadCPU, strings.Join(loads, ", "), direct.wrk.rps, loadCPU, 100*direct.loadBusy)
+	if direct != nil {
+		fmt.Printf("%sload side cpu%d (wrk+backends) busy: %s; no proxy, wrk straight to a backend: %.0f req/s with cpu%d %.0f%% busy\n", lbl,
+			loadCPU, strings.Join(loads, ", "), direct.wrk.rps, loadCPU, 100*direct.loadBusy)
+	} else {
+		fmt.Printf("%sload side cpu%d (wrk+backends) busy: %s\n", lbl, loadCPU, strings.Join(loads, ", "))
+	}
 	fmt.Printf("%serrors (non-2xx, socket): %s\n", lbl, strings.Join(errs, " | "))
-	all := map[string]measurement{"no-proxy": direct}
-	for k, v := range ms {
-		all[k] = v
+	all := map[string]measurement{}
+	var names []string
+	if direct != nil {
+		all["no-proxy"], names = *direct, []string{"no-proxy"}
+	}
+	for _, p := range proxies {
+		all[p.name], names = ms[p.name], append(names, p.name)
 	}
 	var others []string
-	for _, name := range []string{"no-proxy", "fleet", "nginx", "haproxy"} {
+	for _, name := range names {
 		m := all[name]
 		others = append(others, fmt.Sprintf("%s %.0f%%/%.0f%%", name, 100*m.foreignLoad, 100*m.foreignProxy))
 		if m.foreign() > quiet {
@@ -375,7 +451,7 @@ func measure(ctx context.Context, ts toolset, o options, hz float64, backend, p 
 // accepts reads the connections the backend nginx accepted so far from
 // its stub_status. Each read opens one connection of its own.
 func accepts(ctx context.Context, statusURL string) (int64, error) {
-	b, err := get(ctx, statusURL)
+	b, err := get(ctx, nil, statusURL)
 	if err != nil {
 		return 0, err
 	}
@@ -389,32 +465,34 @@ func accepts(ctx context.Context, statusURL string) (int64, error) {
 	return strconv.ParseInt(strings.Fields(lines[2])[0], 10, 64)
 }
 
-// verifyBodies checks that each address serves every body at its size,
-// so that every proxy is measured on the same work.
-func verifyBodies(ctx context.Context, addrs ...string) error {
-	for _, a := range addrs {
+// verifyBodies checks that each base URL (scheme and address) serves
+// every body at its size, so that every proxy is measured on the same
+// work. HTTPS servers must present a certificate that roots trust.
+func verifyBodies(ctx context.Context, roots *x509.CertPool, bases ...string) error {
+	for _, base := range bases {
 		for _, b := range bodies {
-			data, err := get(ctx, "http://"+a+b.path)
+			data, err := get(ctx, roots, base+b.path)
 			if err != nil {
 				return err
 			}
 			if len(data) != b.size {
-				return fmt.Errorf("GET http://%s%s: %d bytes, want %d", a, b.path, len(data), b.size)
+				return fmt.Errorf("GET %s%s: %d bytes, want %d", base, b.path, len(data), b.size)
 			}
 		}
 	}
 	return nil
 }
 
-// get fetches url on a new connection and wants 200.
-func get(ctx context.Context, url string) ([]byte, error) {
+// get fetches url on a new connection and wants 200; over HTTPS it
+// trusts roots only (nil: the system's).
+func get(ctx context.Context, roots *x509.CertPool, url string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, err
 	}
-	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true, TLSClientConfig: &tls.Config{RootCAs: roots}}}
 	resp, err := c.Do(req)
 	if err != nil {
 		return nil, err
@@ -439,6 +517,8 @@ func nginxArgv(nginx, prefix string) []string {
 func addr(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }
 
 func httpURL(port int, path string) string { return "http://" + addr(port) + path }
+
+func httpsURL(port int, path string) string { return "https://" + addr(port) + path }
 
 // msecs prints d in milliseconds with two decimals.
 func msecs(d time.Duration) string {

@@ -64,10 +64,9 @@ func startPinned(dir, name, taskset string, cpu int, withStdin bool, extraLogs [
 // pid is the server's main process.
 func (s *server) pid() int { return s.cmd.Process.Pid }
 
-// waitReady polls url until it answers 200, the server exits, or 10s
-// pass; the error carries the tails of the server's logs.
-func (s *server) waitReady(ctx context.Context, url string) error {
-	c := &http.Client{Timeout: time.Second}
+// waitReady polls url with c until it answers 200, the server exits, or
+// 10s pass; the error carries the tails of the server's logs.
+func (s *server) waitReady(ctx context.Context, c *http.Client, url string) error {
 	deadline := time.Now().Add(10 * time.Second)
 	var last error
 	for {

@@ -73,7 +73,10 @@ func writes(ctx context.Context, st *store.Store, objs []spec.Object, cause stri
 		known[o.Name] = true
 	}
 	var out []store.Write
-	var problems []string
+	problems, err := allocateNodePorts(ctx, st, objs)
+	if err != nil {
+		return nil, err
+	}
 	for _, o := range objs {
 		m := o.Metadata()
 		ns := m.Namespace
@@ -140,8 +143,14 @@ func newApplyCmd(g *globals) *cobra.Command {
 					switch svc.Type {
 					case "ClusterIP":
 						fmt.Fprintln(out, "  note: ClusterIP service: fleet has no cluster network yet; it is reachable through an Ingress (fleet serve)")
-					case "NodePort", "ExternalName":
-						fmt.Fprintf(out, "  note: %s service stored and validated, not routed yet (LoadBalancer services are, by fleet serve)\n", svc.Type)
+					case "NodePort":
+						var ports []string
+						for _, p := range svc.Ports {
+							ports = append(ports, fmt.Sprintf("%d", p.NodePort))
+						}
+						fmt.Fprintf(out, "  note: NodePort service: node port %s is published on the machines that run its pods (at most one such pod per machine)\n", strings.Join(ports, ", "))
+					case "ExternalName":
+						fmt.Fprintln(out, "  note: ExternalName service stored and validated, not routed yet")
 					}
 				}
 			}

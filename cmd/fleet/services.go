@@ -34,7 +34,7 @@ func routed(typ string) string {
 	case "LoadBalancer":
 		return "fleet serve --lb-address"
 	case "NodePort":
-		return "not yet"
+		return "node ports on its pods' machines"
 	}
 	return "no (stored only)"
 }
