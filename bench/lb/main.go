@@ -279,7 +279,7 @@ func run(ctx context.Context, o options) error {
 	for _, p := range tlsProxies {
 		suites = append(suites, p.name+" "+negotiated(ctx, p.port))
 	}
-	fmt.Printf("https: each proxy terminates TLS with the same ECDSA P-256 certificate (bench.test, 127.0.0.1), fleet as its Ingress server; wrk (OpenSSL) gets %s\n",
+	fmt.Printf("https: every proxy terminates TLS with the same ECDSA P-256 certificate (bench.test, 127.0.0.1) and offers h2 and http/1.1 (wrk speaks HTTP/1.1); fleet is its Ingress server; wrk's OpenSSL negotiates %s\n",
 		strings.Join(suites, ", "))
 	for _, b := range bodies {
 		ms := map[string]measurement{}
@@ -308,9 +308,7 @@ func run(ctx context.Context, o options) error {
 // direct, wrk straight to a backend, may be nil.
 func report(lg leg, b body, proxies []*proxy, ms map[string]measurement, direct *measurement) (failed, noisy []string) {
 	lbl := lg.prefix + fmt.Sprintf("%-7s", b.label)
-	if lg.prefix != "" {
-		b.label = strings.TrimSpace(lg.prefix) + " " + b.label // in the returned runs
-	}
+	runs := lg.prefix + b.label // names the runs returned
 	var segs, loads, conns, errs []string
 	for _, p := range proxies {
 		m := ms[p.name]
@@ -321,7 +319,7 @@ func report(lg leg, b body, proxies []*proxy, ms map[string]measurement, direct 
 		}
 		errs = append(errs, fmt.Sprintf("%s %d, %d", p.name, m.wrk.non2xx, m.wrk.socketErr))
 		if m.wrk.non2xx+m.wrk.socketErr > 0 {
-			failed = append(failed, fmt.Sprintf("%s %s: %d non-2xx, %d socket", b.label, p.name, m.wrk.non2xx, m.wrk.socketErr))
+			failed = append(failed, fmt.Sprintf("%s %s: %d non-2xx, %d socket", runs, p.name, m.wrk.non2xx, m.wrk.socketErr))
 		}
 	}
 	f, n, h := ms["fleet"], ms["nginx"], ms["haproxy"]
@@ -355,7 +353,7 @@ func report(lg leg, b body, proxies []*proxy, ms map[string]measurement, direct 
 		m := all[name]
 		others = append(others, fmt.Sprintf("%s %.0f%%/%.0f%%", name, 100*m.foreignLoad, 100*m.foreignProxy))
 		if m.foreign() > quiet {
-			noisy = append(noisy, b.label+" "+name)
+			noisy = append(noisy, runs+" "+name)
 		}
 	}
 	verdict := "quiet"
