@@ -67,8 +67,9 @@ func (s *Server) Start() error {
 			pr.Out.URL.Scheme, pr.Out.URL.Host = "http", "upstream" // the transport picks the endpoint
 			pr.Out.Host = pr.In.Host
 		},
-		Transport:     &picking{up: s.Upstreams, base: base},
-		FlushInterval: -1,
+		// No flush per write (a TLS record per write is costly); Go flushes
+		// streaming responses (no length, or event streams) at once anyway.
+		Transport: &picking{up: s.Upstreams, base: base},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			status := http.StatusBadGateway
 			if errors.Is(err, errNoEndpoint) {
