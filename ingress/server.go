@@ -13,6 +13,11 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
+
+	"golang.org/x/net/http2"
+
+	"github.com/fleetdev/fleet/lb"
 )
 
 // Upstreams picks an endpoint of a backend for one attempt; release
@@ -25,9 +30,16 @@ type Upstreams interface {
 // Server is the Ingress proxy: HTTP on HTTPAddr (ACME HTTP-01 challenges,
 // redirects to HTTPS for tls hosts, routing for the others) and HTTPS on
 // HTTPSAddr (HTTP/2 and HTTP/1.1, certificates from Certs).
+//
+// With Pools set, HTTPS is not served by Start but by the load balancer's
+// fast path: HTTPSRoute is the route to give it (HTTP/1.1 requests are
+// routed there in place; HTTP/2 connections come back to this Server).
 type Server struct {
 	HTTPAddr, HTTPSAddr string
 	Certs               *Certificates
+	// Pools, when set, gives the load balancer's pool of a backend, for
+	// the fast HTTPS path.
+	Pools func(b Backend) *lb.Pool
 	// TLSConfig, when set, is the HTTPS listener's configuration instead
 	// of Certs' (fixed certificates).
 	TLSConfig *tls.Config
@@ -35,6 +47,8 @@ type Server struct {
 	Log       *slog.Logger
 
 	table     atomic.Pointer[Table]
+	routeOnce sync.Once
+	route     lb.Route
 	servers   []*http.Server
 	httpsPort int
 	wg        sync.WaitGroup
@@ -106,10 +120,56 @@ func (s *Server) Start() error {
 		}()
 		return nil
 	}
-	if err := listen(s.HTTPSAddr, true); err != nil {
-		return err
+	if s.Pools == nil {
+		if err := listen(s.HTTPSAddr, true); err != nil {
+			return err
+		}
+	} else if s.HTTPSAddr != "" {
+		_, port, _ := net.SplitHostPort(s.HTTPSAddr)
+		s.httpsPort, _ = strconv.Atoi(port)
 	}
 	return listen(s.HTTPAddr, false)
+}
+
+// HTTPSRoute is the load balancer route that serves HTTPS when Pools is
+// set: TLS with Certs (or TLSConfig), HTTP/1.1 routed by the table in the
+// fast path, HTTP/2 handed to this Server through x/net/http2, and
+// TLS-ALPN-01 challenge connections closed after their handshake.
+func (s *Server) HTTPSRoute() (lb.Route, bool) {
+	if s.Pools == nil || s.HTTPSAddr == "" {
+		return lb.Route{}, false
+	}
+	s.routeOnce.Do(func() {
+		cfg := s.TLSConfig
+		if cfg == nil {
+			cfg = s.Certs.TLSConfig()
+		}
+		h2 := &http2.Server{}
+		base := &http.Server{Handler: s, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(s.Log.Handler(), slog.LevelDebug)}
+		http2.ConfigureServer(base, h2) // Shutdown sends these connections GOAWAY
+		s.servers = append(s.servers, base)
+		s.route = lb.Route{
+			Name: "ingress-https", Listen: s.HTTPSAddr, Mode: lb.HTTP, TLS: cfg,
+			Router: func(host, path []byte) *lb.Pool {
+				// host and path are not retained: no copies per request.
+				b, ok := s.table.Load().Match(unsafe.String(unsafe.SliceData(host), len(host)), unsafe.String(unsafe.SliceData(path), len(path)))
+				if !ok {
+					return nil
+				}
+				return s.Pools(b)
+			},
+			Other: func(c *tls.Conn) {
+				if c.ConnectionState().NegotiatedProtocol != "h2" {
+					c.Close() // acme-tls/1: the handshake was the answer
+					return
+				}
+				s.wg.Add(1) // Shutdown does not wait for ServeConn's connections otherwise
+				defer s.wg.Done()
+				h2.ServeConn(c, &http2.ServeConnOpts{BaseConfig: base, Handler: s})
+			},
+		}
+	})
+	return s.route, true
 }
 
 // Shutdown stops listening and lets requests in flight finish until ctx

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fleetdev/fleet/lb"
 	"github.com/fleetdev/fleet/spec"
 )
 
@@ -123,4 +124,87 @@ func TestServer(t *testing.T) {
 			t.Fatalf("%d %q", code, body)
 		}
 	})
+}
+
+// The same Ingress served over HTTPS by the load balancer's fast path, as
+// fleet serve runs it: HTTP/1.1 routed in place, HTTP/2 handed back.
+func TestServer_FastHTTPS(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "hello "+r.URL.Path+" proto="+r.Header.Get("X-Forwarded-Proto"))
+	}))
+	defer backend.Close()
+	var ings []*spec.Ingress
+	svcs := map[string]*spec.Service{}
+	for _, o := range parseIngress(t, tableManifest) {
+		switch o := o.(type) {
+		case *spec.Ingress:
+			o.Annotations[spec.AnnotationTLS] = "internal"
+			ings = append(ings, o)
+		case *spec.Service:
+			svcs[o.Namespace+"/"+o.Name] = o
+		}
+	}
+	table, _ := Build(ings, svcs)
+	st, _ := newStorage(t, "serve")
+	certs := &Certificates{Storage: st}
+	certs.Start(ctx)
+	defer certs.Stop()
+	certs.SetHosts(table.TLSIssuers())
+	web := lb.NewPool("default/web:80", lb.RoundRobin)
+	web.Set([]string{strings.TrimPrefix(backend.URL, "http://")})
+	s := &Server{HTTPSAddr: freeAddr(t), Certs: certs,
+		Upstreams: staticUpstreams{"default/web:80": {strings.TrimPrefix(backend.URL, "http://")}},
+		Pools: func(b Backend) *lb.Pool {
+			if b == "default/web:80" {
+				return web
+			}
+			return nil
+		}}
+	s.SetTable(table)
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	bal := lb.New(lb.Options{})
+	defer bal.Shutdown(ctx)
+	route, ok := s.HTTPSRoute()
+	if !ok {
+		t.Fatal("no HTTPS route")
+	}
+	if errs := bal.Update([]lb.Route{route}); errs[route.Name] != nil {
+		t.Fatal(errs[route.Name])
+	}
+	root, _ := certs.InternalRoot(ctx)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(root)
+	dial := func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, network, s.HTTPSAddr)
+	}
+	_, port, _ := net.SplitHostPort(s.HTTPSAddr)
+	for _, h2 := range []bool{false, true} {
+		tr := &http.Transport{DialContext: dial, TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: h2}
+		if !h2 {
+			tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{} // HTTP/1.1 only
+		}
+		client := &http.Client{Transport: tr}
+		resp, err := client.Get("https://shop.test:" + port + "/api/exact")
+		if err != nil {
+			t.Fatalf("h2=%v: %v", h2, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		wantProto := map[bool]string{false: "HTTP/1.1", true: "HTTP/2.0"}[h2]
+		if resp.StatusCode != 200 || resp.Proto != wantProto || string(b) != "hello /api/exact proto=https" {
+			t.Fatalf("h2=%v: %d %s %q", h2, resp.StatusCode, resp.Proto, b)
+		}
+		resp, err = client.Get("https://shop.test:" + port + "/api/v1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable && resp.StatusCode != http.StatusNotFound {
+			t.Fatalf("h2=%v: a backend without a pool answered %d", h2, resp.StatusCode)
+		}
+	}
 }

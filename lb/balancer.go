@@ -2,6 +2,7 @@ package lb
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -45,6 +46,44 @@ type Route struct {
 	Mode Mode
 	// Pool holds the endpoints; several routes may share one.
 	Pool *Pool
+
+	// TLS, when set, makes the listener terminate TLS with this configuration
+	// (certificates, ALPN). Connections that negotiate "http/1.1" or no ALPN
+	// protocol are served by the HTTP/1.1 fast path (Mode must be HTTP);
+	// connections that negotiate another protocol (e.g. "h2") are handed to
+	// Other, if set, else closed. NextProtos should therefore list
+	// "http/1.1", after "h2" when Other serves HTTP/2. The handshake runs in
+	// the connection's goroutine within Options.HandshakeTimeout. On a kept
+	// route, Update's new configuration applies to new connections.
+	TLS *tls.Config
+	// Other serves TLS connections that negotiated a protocol the fast path
+	// does not speak: called with the *tls.Conn after the handshake, in its
+	// own goroutine; it owns the connection. (fleet passes HTTP/2 to
+	// golang.org/x/net/http2 here, and closes "acme-tls/1" challenge
+	// connections, whose certificate was already served in the handshake.)
+	// The connection no longer counts as the route's: Shutdown neither
+	// waits for it nor closes it. It is not called once the route is
+	// closing or the balancer shutting down; the connection is closed then.
+	Other func(conn *tls.Conn)
+	// Router, when set, picks the pool for each request of an HTTP route
+	// from its Host header (as sent, port included) and path (without the
+	// query); Pool is then unused. A nil pool answers 404 with a short
+	// text naming the host and path (no rule). Router must be cheap and safe
+	// for concurrent use; host and path alias the read buffer and must not be
+	// retained.
+	//
+	// The path is the request target as sent, not percent-decoded; for an
+	// absolute-form target (http://host/path) it is the part after the
+	// authority, and "*" for OPTIONS *. host is empty when the request has
+	// no Host field (HTTP/1.0).
+	Router func(host, path []byte) *Pool
+	// Redirect, when set, is consulted before routing: a non-empty result is
+	// sent as a 308 Permanent Redirect to that location (fleet redirects
+	// plain-HTTP requests for TLS hosts to https). requestURI is the target
+	// as sent, query included (path and query for an absolute-form
+	// target); both arguments alias the read buffer like Router's. A
+	// location with control characters is answered 500 instead.
+	Redirect func(host, requestURI []byte) string
 }
 
 // Options configure a Balancer. The zero value is usable.
@@ -62,6 +101,10 @@ type Options struct {
 	// longer, before backends with their own idle timeout close them under
 	// a request. Default 30s.
 	UpstreamIdleTimeout time.Duration
+	// HandshakeTimeout bounds the TLS handshake of a connection to a route
+	// with TLS; a client that has not finished it by then is disconnected
+	// and counted as a failed handshake. Default 10s.
+	HandshakeTimeout time.Duration
 	// Log receives route changes, ejections and proxy errors. Default: discard.
 	Log *slog.Logger
 	// Now is the clock for cool-downs, idle timeouts and durations.
@@ -75,6 +118,7 @@ const (
 	DefaultIdleConnsPerEndpoint = 64
 	DefaultIdleTimeout          = 90 * time.Second
 	DefaultUpstreamIdleTimeout  = 30 * time.Second
+	DefaultHandshakeTimeout     = 10 * time.Second
 )
 
 // sweepInterval is how often idle client and upstream connections are
@@ -111,12 +155,45 @@ type route struct {
 	listen string
 	mode   Mode
 	ln     net.Listener
-	pool   atomic.Pointer[Pool]
+	cfg    atomic.Pointer[routeConfig]
 
 	closing    atomic.Bool // removed by Update or Shutdown
 	active     atomic.Int64
-	noEndpoint atomic.Uint64 // requests answered 503
+	own        [numClasses]atomic.Uint64 // answered without an endpoint: 503 (error), 404 (4xx), 308 (3xx)
+	handshakes atomic.Uint64             // failed TLS handshakes
 	hist       histogram
+
+	// usedMu guards used: the pools the route sent requests to lately,
+	// which the sweep, Shutdown and the collector go through. Requests
+	// never take it in steady state (see usedPool.touch).
+	usedMu sync.Mutex
+	used   []*usedPool
+}
+
+// routeConfig is what Update may change on a kept route. A request reads
+// it with one atomic load.
+type routeConfig struct {
+	pool     *Pool
+	tls      *tls.Config
+	other    func(*tls.Conn)
+	router   func(host, path []byte) *Pool
+	redirect func(host, requestURI []byte) string
+}
+
+func configOf(rt Route) *routeConfig {
+	cfg := &routeConfig{tls: rt.TLS, other: rt.Other, router: rt.Router, redirect: rt.Redirect}
+	if rt.Router == nil {
+		cfg.pool = rt.Pool
+	}
+	return cfg
+}
+
+// poolDesc names the pool of cfg in logs.
+func (cfg *routeConfig) poolDesc() string {
+	if cfg.router != nil {
+		return "(per request)"
+	}
+	return cfg.pool.name
 }
 
 // Client connection states, for closing idle connections without racing a
@@ -129,6 +206,9 @@ const (
 
 // clientConn is an accepted connection.
 type clientConn struct {
+	// conn is the accepted TCP connection: closing it from another
+	// goroutine stops whatever its goroutine does, TLS included, without
+	// waiting to send a TLS alert to a client that may not read.
 	conn       net.Conn
 	r          *route
 	state      atomic.Int32
@@ -165,6 +245,9 @@ func New(opts Options) *Balancer {
 	if opts.UpstreamIdleTimeout <= 0 {
 		opts.UpstreamIdleTimeout = DefaultUpstreamIdleTimeout
 	}
+	if opts.HandshakeTimeout <= 0 {
+		opts.HandshakeTimeout = DefaultHandshakeTimeout
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -196,11 +279,12 @@ var ErrShutdown = errors.New("lb: balancer is shut down")
 // Update makes the balancer serve exactly routes. It opens listeners for new
 // routes; closes removed ones (no new connections; connections in flight
 // finish, HTTP ones after their current request); and re-points kept routes
-// to their possibly new pool without closing anything. A route whose Listen
-// or Mode changed is closed and opened again. The result holds an error for
-// each route that could not be served (invalid, duplicate name, address in
-// use), keyed by Route.Name; the other routes are unaffected. It is nil when
-// all routes are served.
+// to their possibly new pool, Router and Redirect without closing anything
+// (a new TLS configuration or Other applies to new connections). A route
+// whose Listen or Mode changed is closed and opened again. The result holds
+// an error for each route that could not be served (invalid, duplicate name,
+// address in use), keyed by Route.Name; the other routes are unaffected. It
+// is nil when all routes are served.
 func (b *Balancer) Update(routes []Route) map[string]error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -225,11 +309,17 @@ func (b *Balancer) Update(routes []Route) map[string]error {
 			continue
 		}
 		switch {
-		case rt.Pool == nil:
+		case rt.Pool == nil && rt.Router == nil:
 			fail(rt.Name, fmt.Errorf("lb: route %q: no pool", rt.Name))
 			continue
 		case rt.Mode != TCP && rt.Mode != HTTP:
 			fail(rt.Name, fmt.Errorf("lb: route %q: unknown mode %d", rt.Name, int(rt.Mode)))
+			continue
+		case rt.Mode != HTTP && (rt.TLS != nil || rt.Router != nil || rt.Redirect != nil):
+			fail(rt.Name, fmt.Errorf("lb: route %q: TLS, Router and Redirect need mode http, not %s", rt.Name, rt.Mode))
+			continue
+		case rt.Other != nil && rt.TLS == nil:
+			fail(rt.Name, fmt.Errorf("lb: route %q: Other is set without TLS", rt.Name))
 			continue
 		}
 		want[rt.Name] = rt
@@ -245,9 +335,11 @@ func (b *Balancer) Update(routes []Route) map[string]error {
 	}
 	for _, name := range order {
 		rt := want[name]
+		cfg := configOf(rt)
 		if r := b.routes[name]; r != nil {
-			if r.pool.Swap(rt.Pool) != rt.Pool {
-				b.log.Info("route re-pointed", "route", name, "pool", rt.Pool.name)
+			old := r.cfg.Swap(cfg)
+			if old.pool != cfg.pool || (old.router == nil) != (cfg.router == nil) {
+				b.log.Info("route re-pointed", "route", name, "pool", cfg.poolDesc())
 			}
 			continue
 		}
@@ -257,11 +349,12 @@ func (b *Balancer) Update(routes []Route) map[string]error {
 			continue
 		}
 		r := &route{name: name, listen: rt.Listen, mode: rt.Mode, ln: ln}
-		r.pool.Store(rt.Pool)
+		r.cfg.Store(cfg)
 		b.routes[name] = r
 		b.wg.Add(1)
 		go b.accept(r)
-		b.log.Info("route listening", "route", name, "addr", ln.Addr().String(), "mode", rt.Mode.String(), "pool", rt.Pool.name)
+		b.log.Info("route listening", "route", name, "addr", ln.Addr().String(), "mode", rt.Mode.String(),
+			"pool", cfg.poolDesc(), "tls", cfg.tls != nil)
 	}
 	return errs
 }
@@ -350,8 +443,7 @@ func (b *Balancer) release(c *clientConn) {
 	b.wg.Done()
 }
 
-// sweep closes client connections idle past IdleTimeout and upstream
-// connections idle past UpstreamIdleTimeout.
+// sweep runs sweepOnce every sweepInterval until Shutdown.
 func (b *Balancer) sweep() {
 	defer close(b.sweepDone)
 	t := time.NewTicker(sweepInterval)
@@ -362,27 +454,55 @@ func (b *Balancer) sweep() {
 			return
 		case <-t.C:
 		}
-		now := b.now().UnixNano()
-		clientBefore := now - int64(b.opts.IdleTimeout)
-		upBefore := now - int64(b.opts.UpstreamIdleTimeout)
-		b.mu.Lock()
-		var stale []*clientConn
-		for c := range b.conns {
-			if c.state.Load() == connIdle && c.lastActive.Load() < clientBefore {
-				stale = append(stale, c)
-			}
+		b.sweepOnce(b.now())
+	}
+}
+
+// sweepOnce closes client connections idle past IdleTimeout and upstream
+// connections idle past UpstreamIdleTimeout, and makes routes forget the
+// pools they stopped using.
+func (b *Balancer) sweepOnce(now time.Time) {
+	ns := now.UnixNano()
+	clientBefore := ns - int64(b.opts.IdleTimeout)
+	upBefore := ns - int64(b.opts.UpstreamIdleTimeout)
+	b.mu.Lock()
+	var stale []*clientConn
+	for c := range b.conns {
+		if c.state.Load() == connIdle && c.lastActive.Load() < clientBefore {
+			stale = append(stale, c)
 		}
-		pools := make(map[*Pool]bool, len(b.routes))
-		for _, r := range b.routes {
-			pools[r.pool.Load()] = true
+	}
+	routes := make([]*route, 0, len(b.routes))
+	for _, r := range b.routes {
+		routes = append(routes, r)
+	}
+	b.mu.Unlock()
+	for _, c := range stale {
+		c.closeIfIdle()
+	}
+	pools := make(map[*Pool]bool, len(routes))
+	var forgotten []*Pool
+	for _, r := range routes {
+		if p := r.cfg.Load().pool; p != nil {
+			pools[p] = true
 		}
-		b.mu.Unlock()
-		for _, c := range stale {
-			c.closeIfIdle()
+		live, gone := r.agePools(now)
+		for _, p := range live {
+			pools[p] = true
 		}
-		for p := range pools {
+		forgotten = append(forgotten, gone...)
+	}
+	for p := range pools {
+		for _, e := range p.endpoints() {
+			e.closeIdleBefore(upBefore)
+		}
+	}
+	// No route sweeps a pool all of them forgot: nothing must stay open
+	// for it.
+	for _, p := range forgotten {
+		if !pools[p] {
 			for _, e := range p.endpoints() {
-				e.closeIdleBefore(upBefore)
+				e.closeIdle()
 			}
 		}
 	}
@@ -403,7 +523,10 @@ func (b *Balancer) Shutdown(ctx context.Context) error {
 		for name, r := range b.routes {
 			r.closing.Store(true)
 			r.ln.Close()
-			pools = append(pools, r.pool.Load())
+			if p := r.cfg.Load().pool; p != nil {
+				pools = append(pools, p)
+			}
+			pools = append(pools, r.usedPools()...)
 			delete(b.routes, name)
 		}
 	}

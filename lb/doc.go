@@ -8,4 +8,10 @@
 // from a pool per request and the counters behind the metrics are atomics, so
 // a proxied request in steady state allocates nothing and opens no upstream
 // connection.
+//
+// An HTTP route may terminate TLS (Route.TLS), serving HTTP/1.1 clients
+// itself and handing connections that negotiate another protocol, such as
+// HTTP/2, to a server of the caller's (Route.Other); and it may pick the pool
+// per request from the Host and path (Route.Router) after an optional
+// redirect (Route.Redirect), which is how fleet's Ingress listeners use it.
 package lb

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // countingListener counts the connections a backend accepts.
@@ -62,16 +64,29 @@ func namedBackend(t *testing.T, name string, configure ...func(*http.Server)) *b
 	}), configure...)
 }
 
-// refusedAddr returns an address nothing listens on.
+// refusedAddr returns an address nothing listens on, which stays so for
+// the test: the local port of an open client connection. (A closed
+// listener's port may be handed out again, even to the balancer itself.)
 func refusedAddr(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c.Close()
+		s.Close()
+		ln.Close()
+	})
+	return c.LocalAddr().String()
 }
 
 // startBalancer serves routes and returns the balancer; it is closed when
@@ -181,3 +196,39 @@ func shutdownCtx(t *testing.T) context.Context {
 }
 
 func lines(s string) []string { return strings.Split(strings.TrimSpace(s), "\n") }
+
+// seriesValue returns the value of b's series of metric name with the
+// given label pairs (name, value, ...), or -1 when there is none.
+func seriesValue(t *testing.T, b *Balancer, name string, labels ...string) float64 {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(b.Collector())
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range mf.GetMetric() {
+			have := map[string]string{}
+			for _, l := range m.GetLabel() {
+				have[l.GetName()] = l.GetValue()
+			}
+			for i := 0; i+1 < len(labels); i += 2 {
+				if have[labels[i]] != labels[i+1] {
+					continue metrics
+				}
+			}
+			switch {
+			case m.Counter != nil:
+				return m.Counter.GetValue()
+			case m.Gauge != nil:
+				return m.Gauge.GetValue()
+			}
+		}
+	}
+	return -1
+}

@@ -2,6 +2,8 @@ package lb
 
 import (
 	"bufio"
+	"bytes"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -91,18 +93,36 @@ type httpConn struct {
 	b        *Balancer
 	c        *clientConn
 	r        *route
+	conn     net.Conn // c.conn, or the TLS connection over it
+	https    bool
 	br       *bufio.Reader
 	clientIP string
 }
 
 func (b *Balancer) serveHTTP(c *clientConn) {
+	conn, https := c.conn, false
+	if cfg := c.r.cfg.Load(); cfg.tls != nil {
+		tc := b.handshake(c, cfg.tls)
+		if tc == nil {
+			c.conn.Close()
+			b.release(c)
+			return
+		}
+		if p := tc.ConnectionState().NegotiatedProtocol; p != "" && p != "http/1.1" {
+			b.handOff(c, tc, cfg.other)
+			return
+		}
+		conn, https = tc, true
+	}
 	defer b.release(c)
-	defer c.conn.Close()
+	defer conn.Close()
 	h := &httpConn{
 		b:        b,
 		c:        c,
 		r:        c.r,
-		br:       bufio.NewReaderSize(c.conn, clientReadSize),
+		conn:     conn,
+		https:    https,
+		br:       bufio.NewReaderSize(conn, clientReadSize),
 		clientIP: hostOf(c.conn.RemoteAddr()),
 	}
 	for {
@@ -114,7 +134,7 @@ func (b *Balancer) serveHTTP(c *clientConn) {
 		}
 		start := b.now()
 		ex := exchangePool.Get().(*exchange)
-		ex.cbw.Reset(c.conn)
+		ex.cbw.Reset(conn)
 		keep := h.serve(ex, start)
 		end := ex.end
 		ex.release()
@@ -124,14 +144,75 @@ func (b *Balancer) serveHTTP(c *clientConn) {
 		}
 		c.state.Store(connIdle)
 		if b.draining.Load() || h.r.closing.Load() {
-			c.closeIfIdle()
+			// The deferred Close ends a TLS connection with its alert.
+			c.state.CompareAndSwap(connIdle, connClosed)
 			return
 		}
 	}
 }
 
+// handshake runs the TLS handshake of a new connection within
+// HandshakeTimeout, in the connection's goroutine so that a slow client
+// holds up no one else. It returns nil when the handshake failed; failures
+// are counted, except a connection closed before sending anything (a port
+// probe) or closed by the balancer.
+func (b *Balancer) handshake(c *clientConn, cfg *tls.Config) *tls.Conn {
+	tc := tls.Server(c.conn, cfg)
+	c.conn.SetDeadline(time.Now().Add(b.opts.HandshakeTimeout))
+	err := tc.Handshake()
+	if err == nil {
+		err = c.conn.SetDeadline(time.Time{})
+	}
+	if err != nil {
+		if !errors.Is(err, io.EOF) && c.state.Load() != connClosed {
+			c.r.handshakes.Add(1)
+			b.log.Debug("tls handshake", "route", c.r.name, "client", c.conn.RemoteAddr().String(), "err", err)
+		}
+		return nil
+	}
+	c.lastActive.Store(b.now().UnixNano())
+	return tc
+}
+
+// handOff gives a TLS connection that negotiated a protocol other than
+// HTTP/1.1 to other, which owns it from then on: the balancer forgets it.
+// A closing route or balancer closes it instead, as it would an idle
+// HTTP/1.1 connection.
+func (b *Balancer) handOff(c *clientConn, tc *tls.Conn, other func(*tls.Conn)) {
+	mine := c.state.CompareAndSwap(connIdle, connBusy) // else closed by Shutdown or as idle
+	b.release(c)
+	if !mine || other == nil || b.draining.Load() || c.r.closing.Load() {
+		tc.Close()
+		return
+	}
+	other(tc)
+}
+
 // localHost is the address the client connected to, as a Host value.
 func (h *httpConn) localHost() string { return h.c.conn.LocalAddr().String() }
+
+// rootURI stands for the empty path of an absolute-form target.
+var rootURI = []byte("/")
+
+// requestURI returns the path and query of a request target: the target
+// itself in origin form ("/a?b") and asterisk form ("*"), the part after
+// the authority in absolute form ("http://host/a?b"; "/" for
+// "http://host").
+func requestURI(target []byte) []byte {
+	if len(target) > 0 && target[0] == '/' {
+		return target
+	}
+	i := bytes.Index(target, []byte("://"))
+	if i < 0 {
+		return target
+	}
+	rest := target[i+3:]
+	j := bytes.IndexAny(rest, "/?")
+	if j < 0 {
+		return rootURI
+	}
+	return rest[j:]
+}
 
 func hostOf(a net.Addr) string {
 	if t, ok := a.(*net.TCPAddr); ok {
@@ -152,8 +233,8 @@ func (h *httpConn) serve(ex *exchange, start time.Time) bool {
 	if err != nil {
 		ex.end = b.now()
 		if errors.Is(err, errHeadTooLarge) {
-			h.reject(ex, 431, false, "request head larger than 64 KiB\n")
-			lingerClose(h.c.conn)
+			h.reject(ex, 431, false, "", "request head larger than 64 KiB\n")
+			lingerClose(h.conn)
 		}
 		return false
 	}
@@ -163,14 +244,39 @@ func (h *httpConn) serve(ex *exchange, start time.Time) bool {
 	if status != 0 {
 		h.br.Discard(n)
 		ex.end = b.now()
-		h.reject(ex, status, false, "malformed request\n")
-		lingerClose(h.c.conn)
+		h.reject(ex, status, false, "", "malformed request\n")
+		lingerClose(h.conn)
 		return false
 	}
-	ex.head = appendUpstreamHead(ex.head[:0], head, req, ex.fields, h.clientIP, h.localHost)
+	cfg := r.cfg.Load()
+	pool := cfg.pool
+	if cfg.redirect != nil || cfg.router != nil {
+		host := req.host.of(head) // empty without a Host field
+		uri := requestURI(req.target.of(head))
+		if cfg.redirect != nil {
+			if loc := cfg.redirect(host, uri); loc != "" {
+				h.br.Discard(n)
+				if !validValue([]byte(loc)) {
+					return h.answer(ex, start, 500, class5xx, "", "invalid redirect location\n")
+				}
+				return h.answer(ex, start, 308, class3xx, loc, "redirecting to "+loc+"\n")
+			}
+		}
+		if cfg.router != nil {
+			path := uri
+			if i := bytes.IndexByte(path, '?'); i >= 0 {
+				path = path[:i]
+			}
+			if pool = cfg.router(host, path); pool == nil {
+				msg := "no rule for host " + strconv.Quote(string(host)) + " path " + string(path) + "\n"
+				h.br.Discard(n)
+				return h.answer(ex, start, 404, class4xx, "", msg)
+			}
+		}
+	}
+	ex.head = appendUpstreamHead(ex.head[:0], head, req, ex.fields, h.clientIP, h.https, h.localHost)
 	h.br.Discard(n)
 
-	pool := r.pool.Load()
 	eps := pool.endpoints()
 	var (
 		tried   triedSet
@@ -188,6 +294,7 @@ func (h *httpConn) serve(ex *exchange, start time.Time) bool {
 		e.active.Add(1)
 		out, err := h.attempt(ex, e, s, probe)
 		e.active.Add(-1)
+		s.used.touch()
 		switch out {
 		case outDone:
 			s.codes[statusClass(ex.resp.status)].Add(1)
@@ -206,16 +313,31 @@ func (h *httpConn) serve(ex *exchange, start time.Time) bool {
 			break
 		}
 	}
+	if last == nil {
+		return h.answer(ex, start, 503, classError, "", "no ready endpoints for "+pool.name+"\n")
+	}
 	keep := !req.close && !req.hasBody() && !b.draining.Load() && !r.closing.Load()
 	ex.end = b.now()
-	if last == nil {
-		r.noEndpoint.Add(1)
-		h.reject(ex, 503, keep, "no ready endpoints for "+r.name+"\n")
-	} else {
-		last.codes[classError].Add(1)
-		h.reject(ex, 502, keep, "no endpoint of "+r.name+" answered: "+lastErr.Error()+"\n")
-	}
+	last.codes[classError].Add(1)
+	h.reject(ex, 502, keep, "", "no endpoint of "+r.name+" answered: "+lastErr.Error()+"\n")
 	r.hist.observe(ex.end.Sub(start))
+	return keep
+}
+
+// answer sends a response of the proxy's own to a request that reached no
+// endpoint, and counts it under the route; a location makes it a
+// redirect. The connection stays open unless the request's body would be
+// left unread.
+func (h *httpConn) answer(ex *exchange, start time.Time, status, class int, location, msg string) bool {
+	b, r, req := h.b, h.r, &ex.req
+	keep := !req.close && !req.hasBody() && !b.draining.Load() && !r.closing.Load()
+	r.own[class].Add(1)
+	h.reject(ex, status, keep, location, msg)
+	ex.end = b.now()
+	r.hist.observe(ex.end.Sub(start))
+	if !keep && req.hasBody() {
+		lingerClose(h.conn)
+	}
 	return keep
 }
 
@@ -360,7 +482,7 @@ func (h *httpConn) roundTrip(ex *exchange, uc *upConn, reused bool) (outcome, er
 		}
 		// The connection now carries another protocol: copy bytes both ways
 		// until both sides are done. Neither connection is reused.
-		tunnel(h.c.conn, h.br, conn, ex.ubr)
+		tunnel(h.conn, h.br, conn, ex.ubr)
 		ex.keepClient = false
 		ex.end = h.b.now()
 		return outDone, nil
@@ -402,7 +524,7 @@ func (h *httpConn) roundTrip(ex *exchange, uc *upConn, reused bool) (outcome, er
 	var rerr, werr error
 	switch kind {
 	case bodyLength:
-		rerr, werr = copyNSplice(ex.cbw, h.c.conn, ex.ubr, conn, resp.length, &ex.lr)
+		rerr, werr = copyNSplice(ex.cbw, h.conn, ex.ubr, conn, resp.length, &ex.lr)
 	case bodyChunked:
 		rerr, werr = copyChunked(ex.cbw, ex.ubr, dechunk)
 	case bodyUntilEOF:
@@ -446,21 +568,29 @@ func (h *httpConn) sendBody(ex *exchange) (outcome, error) {
 }
 
 var statusText = map[int]string{
+	308: "Permanent Redirect",
 	400: "Bad Request",
+	404: "Not Found",
 	405: "Method Not Allowed",
 	431: "Request Header Fields Too Large",
+	500: "Internal Server Error",
 	502: "Bad Gateway",
 	503: "Service Unavailable",
 	505: "HTTP Version Not Supported",
 }
 
-// reject answers the client with a short text response of the proxy's own.
-func (h *httpConn) reject(ex *exchange, status int, keep bool, msg string) {
+// reject answers the client with a short text response of the proxy's
+// own, with a Location field unless location is "".
+func (h *httpConn) reject(ex *exchange, status int, keep bool, location, msg string) {
 	w := ex.cbw
 	w.WriteString("HTTP/1.1 ")
 	w.WriteString(strconv.Itoa(status))
 	w.WriteByte(' ')
 	w.WriteString(statusText[status])
+	if location != "" {
+		w.WriteString("\r\nLocation: ")
+		w.WriteString(location)
+	}
 	w.WriteString("\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ")
 	w.WriteString(strconv.Itoa(len(msg)))
 	switch {
@@ -479,13 +609,12 @@ func (h *httpConn) reject(ex *exchange, status int, keep bool, msg string) {
 // lingerClose half-closes a connection the proxy rejects while the client
 // may still be sending, and reads what comes for a moment: closing with
 // unread input makes the kernel reset the connection, and the client could
-// lose the answer.
+// lose the answer. Over TLS the half-close is the close_notify alert.
 func lingerClose(c net.Conn) {
-	tc, ok := c.(*net.TCPConn)
-	if !ok {
+	cw, ok := c.(interface{ CloseWrite() error })
+	if !ok || cw.CloseWrite() != nil {
 		return
 	}
-	tc.CloseWrite()
-	tc.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
-	io.CopyN(io.Discard, tc, 256<<10)
+	c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	io.CopyN(io.Discard, c, 256<<10)
 }

@@ -190,10 +190,10 @@ func TestBalancer_HTTPFailures(t *testing.T) {
 		}
 	})
 
-	t.Run("no endpoints answer 503 naming the route", func(t *testing.T) {
+	t.Run("no endpoints answer 503 naming the pool", func(t *testing.T) {
 		_, addr := httpRoute(t, NewPool("p", RoundRobin))
 		code, body := get(t, client(t), "http://"+addr+"/")
-		if code != 503 || body != "no ready endpoints for web\n" {
+		if code != 503 || body != "no ready endpoints for p\n" {
 			t.Errorf("got %d %q", code, body)
 		}
 	})

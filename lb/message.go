@@ -454,10 +454,11 @@ func dropListed(head []byte, fields []field, tokens []span) {
 // appendUpstreamHead writes the request head the endpoint gets: the request
 // line as HTTP/1.1 (the upstream connection stays alive whatever the
 // client's version), the end-to-end fields, and X-Forwarded-For (appended
-// to), X-Forwarded-Proto and X-Forwarded-Host (replaced). HTTP/1.1 requires
+// to), X-Forwarded-Proto (https when the client connection is TLS) and
+// X-Forwarded-Host (replaced). HTTP/1.1 requires
 // Host, so an HTTP/1.0 request without one gets localHost, the address the
 // client connected to.
-func appendUpstreamHead(dst, head []byte, req *request, fields []field, clientIP string, localHost func() string) []byte {
+func appendUpstreamHead(dst, head []byte, req *request, fields []field, clientIP string, https bool, localHost func() string) []byte {
 	dst = append(dst, req.method.of(head)...)
 	dst = append(dst, ' ')
 	dst = append(dst, req.target.of(head)...)
@@ -492,7 +493,11 @@ func appendUpstreamHead(dst, head []byte, req *request, fields []field, clientIP
 		}
 	}
 	dst = append(dst, clientIP...)
-	dst = append(dst, "\r\nX-Forwarded-Proto: http\r\n"...)
+	if https {
+		dst = append(dst, "\r\nX-Forwarded-Proto: https\r\n"...)
+	} else {
+		dst = append(dst, "\r\nX-Forwarded-Proto: http\r\n"...)
+	}
 	if req.hasHost {
 		dst = append(dst, "X-Forwarded-Host: "...)
 		dst = append(dst, req.host.of(head)...)

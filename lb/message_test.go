@@ -64,7 +64,7 @@ func TestParseRequest(t *testing.T) {
 		if status != 0 {
 			t.Fatal(status)
 		}
-		out := string(appendUpstreamHead(nil, head, &r, fields, "192.0.2.1", func() string { return "" }))
+		out := string(appendUpstreamHead(nil, head, &r, fields, "192.0.2.1", false, func() string { return "" }))
 		if !strings.Contains(out, "Content-Length: 1\r\n") || !strings.Contains(out, "Host: x\r\n") || strings.Contains(out, "X-A") {
 			t.Errorf("upstream head %q", out)
 		}

@@ -38,13 +38,15 @@ func statusClass(code int) int {
 // epStats counts one route's traffic to one endpoint.
 type epStats struct {
 	r     *route
+	used  *usedPool // the route's record of the endpoint's pool
 	codes [numClasses]atomic.Uint64
 	dials atomic.Uint64
 }
 
 // statsFor returns the endpoint's counters for r, creating them on first
-// use. The lookup is one atomic load and a scan of a slice that holds one
-// element unless several routes share the pool.
+// use, when the route also records that it uses the endpoint's pool. The
+// lookup is one atomic load and a scan of a slice that holds one element
+// unless several routes share the pool.
 func (e *endpoint) statsFor(r *route) *epStats {
 	if p := e.stats.Load(); p != nil {
 		for _, s := range *p {
@@ -64,7 +66,7 @@ func (e *endpoint) statsFor(r *route) *epStats {
 			}
 		}
 	}
-	s := &epStats{r: r}
+	s := &epStats{r: r, used: r.usedPoolFor(e.pool)}
 	next := append(append(make([]*epStats, 0, len(cur)+1), cur...), s)
 	e.stats.Store(&next)
 	return s
@@ -123,13 +125,13 @@ func (h *histogram) snapshot() (uint64, float64, map[float64]uint64) {
 
 var (
 	requestsDesc = prometheus.NewDesc("fleet_lb_requests_total",
-		"Requests proxied, by route, endpoint and status class. code is \"error\" for requests the proxy answered itself (502, 503 with endpoint \"\") or abandoned mid-response, and \"tcp\" for TCP-mode connections.",
+		"Requests proxied, by route, endpoint and status class. code is \"error\" for 502s (under the endpoint tried last) and responses abandoned mid-way, and \"tcp\" for TCP-mode connections. Requests the proxy answered without an endpoint have endpoint \"\": 503 (no ready endpoint) as \"error\", 404 (no rule) as \"4xx\", redirects as \"3xx\".",
 		[]string{"route", "endpoint", "code"}, nil)
 	durationDesc = prometheus.NewDesc("fleet_lb_request_duration_seconds",
 		"Time from a request's first byte to the end of its response (TCP mode: connection lifetime).",
 		[]string{"route"}, nil)
 	activeDesc = prometheus.NewDesc("fleet_lb_active_connections",
-		"Client connections open on the route's listener.",
+		"Client connections open on the route's listener (TLS connections handed to another protocol's server leave it).",
 		[]string{"route"}, nil)
 	healthyDesc = prometheus.NewDesc("fleet_lb_endpoint_healthy",
 		"1 if the endpoint takes traffic, 0 while it is ejected after failed dials.",
@@ -137,6 +139,9 @@ var (
 	dialsDesc = prometheus.NewDesc("fleet_lb_upstream_dials_total",
 		"Connections opened to the endpoint; with keep-alive this stays flat while requests grow.",
 		[]string{"route", "endpoint"}, nil)
+	handshakeErrorsDesc = prometheus.NewDesc("fleet_lb_tls_handshake_errors_total",
+		"TLS handshakes that failed or timed out on the route's listener; connections closed before sending anything are not counted.",
+		[]string{"route"}, nil)
 )
 
 // collector renders a Balancer's counters at scrape time.
@@ -145,10 +150,14 @@ type collector struct{ b *Balancer }
 // Collector returns a prometheus.Collector for the balancer's routes:
 // fleet_lb_requests_total{route,endpoint,code} (code 1xx…5xx, "error" for
 // 502/503 answered by the proxy or responses abandoned midway, "tcp" for
-// TCP-mode connections), fleet_lb_request_duration_seconds{route},
-// fleet_lb_active_connections{route}, fleet_lb_endpoint_healthy{route,endpoint}
-// and fleet_lb_upstream_dials_total{route,endpoint}. Counters of an endpoint
-// appear once it served a request and go when it leaves the pool.
+// TCP-mode connections; endpoint "" for 503, 404 and redirects the proxy
+// answered without an endpoint), fleet_lb_request_duration_seconds{route},
+// fleet_lb_active_connections{route}, fleet_lb_endpoint_healthy{route,endpoint},
+// fleet_lb_upstream_dials_total{route,endpoint} and, for TLS routes,
+// fleet_lb_tls_handshake_errors_total{route}. Counters of an endpoint
+// appear once it served a request and go when it leaves the pool; with a
+// Router, the endpoints are those of the pools the route used in the last
+// 15 minutes (an address in several such pools is shown once, summed).
 func (b *Balancer) Collector() prometheus.Collector { return collector{b} }
 
 // Describe implements prometheus.Collector.
@@ -158,6 +167,17 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- activeDesc
 	ch <- healthyDesc
 	ch <- dialsDesc
+	ch <- handshakeErrorsDesc
+}
+
+// endpointSeries is what one endpoint address contributes to a route's
+// series, summed over the route's pools that list it.
+type endpointSeries struct {
+	addr    string
+	healthy bool
+	stats   bool // served a request of the route
+	dials   uint64
+	codes   [numClasses]uint64
 }
 
 // Collect implements prometheus.Collector.
@@ -166,23 +186,49 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(activeDesc, prometheus.GaugeValue, float64(r.active.Load()), r.name)
 		count, sum, buckets := r.hist.snapshot()
 		ch <- prometheus.MustNewConstHistogram(durationDesc, count, sum, buckets, r.name)
-		if n := r.noEndpoint.Load(); n > 0 {
-			ch <- prometheus.MustNewConstMetric(requestsDesc, prometheus.CounterValue, float64(n), r.name, "", classNames[classError])
+		if n := r.handshakes.Load(); n > 0 || r.cfg.Load().tls != nil {
+			ch <- prometheus.MustNewConstMetric(handshakeErrorsDesc, prometheus.CounterValue, float64(n), r.name)
 		}
-		for _, e := range r.pool.Load().endpoints() {
+		for i := range r.own {
+			if n := r.own[i].Load(); n > 0 {
+				ch <- prometheus.MustNewConstMetric(requestsDesc, prometheus.CounterValue, float64(n), r.name, "", classNames[i])
+			}
+		}
+		var series []*endpointSeries
+		byAddr := make(map[string]*endpointSeries)
+		for _, p := range r.reportedPools() {
+			for _, e := range p.endpoints() {
+				es := byAddr[e.addr]
+				if es == nil {
+					es = &endpointSeries{addr: e.addr, healthy: true}
+					byAddr[e.addr] = es
+					series = append(series, es)
+				}
+				es.healthy = es.healthy && e.ejectedUntil.Load() == 0
+				s := e.lookupStats(r)
+				if s == nil {
+					continue
+				}
+				es.stats = true
+				es.dials += s.dials.Load()
+				for i := range s.codes {
+					es.codes[i] += s.codes[i].Load()
+				}
+			}
+		}
+		for _, es := range series {
 			healthy := 1.0
-			if e.ejectedUntil.Load() != 0 {
+			if !es.healthy {
 				healthy = 0
 			}
-			ch <- prometheus.MustNewConstMetric(healthyDesc, prometheus.GaugeValue, healthy, r.name, e.addr)
-			s := e.lookupStats(r)
-			if s == nil {
+			ch <- prometheus.MustNewConstMetric(healthyDesc, prometheus.GaugeValue, healthy, r.name, es.addr)
+			if !es.stats {
 				continue
 			}
-			ch <- prometheus.MustNewConstMetric(dialsDesc, prometheus.CounterValue, float64(s.dials.Load()), r.name, e.addr)
-			for i := range s.codes {
-				if n := s.codes[i].Load(); n > 0 {
-					ch <- prometheus.MustNewConstMetric(requestsDesc, prometheus.CounterValue, float64(n), r.name, e.addr, classNames[i])
+			ch <- prometheus.MustNewConstMetric(dialsDesc, prometheus.CounterValue, float64(es.dials), r.name, es.addr)
+			for i, n := range es.codes {
+				if n > 0 {
+					ch <- prometheus.MustNewConstMetric(requestsDesc, prometheus.CounterValue, float64(n), r.name, es.addr, classNames[i])
 				}
 			}
 		}

@@ -15,11 +15,12 @@ func TestBalancer_Collector(t *testing.T) {
 			Route{Name: "web", Listen: "127.0.0.1:0", Mode: HTTP, Pool: poolOf("web", RoundRobin, dead, a.addr())},
 			Route{Name: "empty", Listen: "127.0.0.1:0", Mode: HTTP, Pool: NewPool("empty", RoundRobin)},
 		)
-		c := client(t)
+		web := dialRaw(t, b.Addr("web").String())
 		for range 5 {
-			get(t, c, "http://"+b.Addr("web").String()+"/")
+			web.roundTrip(t, "GET", "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 		}
-		get(t, c, "http://"+b.Addr("empty").String()+"/")
+		settle(t, web)
+		get(t, client(t), "http://"+b.Addr("empty").String()+"/")
 
 		problems, err := testutil.CollectAndLint(b.Collector())
 		if err != nil {
@@ -38,7 +39,7 @@ fleet_lb_endpoint_healthy{endpoint="` + dead + `",route="web"} 0
 			t.Error(err)
 		}
 		reqs := `
-# HELP fleet_lb_requests_total Requests proxied, by route, endpoint and status class. code is "error" for requests the proxy answered itself (502, 503 with endpoint "") or abandoned mid-response, and "tcp" for TCP-mode connections.
+# HELP fleet_lb_requests_total Requests proxied, by route, endpoint and status class. code is "error" for 502s (under the endpoint tried last) and responses abandoned mid-way, and "tcp" for TCP-mode connections. Requests the proxy answered without an endpoint have endpoint "": 503 (no ready endpoint) as "error", 404 (no rule) as "4xx", redirects as "3xx".
 # TYPE fleet_lb_requests_total counter
 fleet_lb_requests_total{code="2xx",endpoint="` + a.addr() + `",route="web"} 5
 fleet_lb_requests_total{code="error",endpoint="",route="empty"} 1

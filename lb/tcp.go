@@ -14,7 +14,7 @@ func (b *Balancer) serveTCP(c *clientConn) {
 	c.state.Store(connBusy)
 	start := b.now()
 	r := c.r
-	pool := r.pool.Load()
+	pool := r.cfg.Load().pool
 	eps := pool.endpoints()
 	var tried triedSet
 	var last *epStats
@@ -45,7 +45,7 @@ func (b *Balancer) serveTCP(c *clientConn) {
 		return
 	}
 	if last == nil {
-		r.noEndpoint.Add(1)
+		r.own[classError].Add(1)
 		b.log.Debug("no ready endpoints", "route", r.name)
 	} else {
 		last.codes[classError].Add(1)

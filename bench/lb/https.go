@@ -218,18 +218,27 @@ func runFleetHTTPSChild(args []string) error {
 	}
 	pool := lb.NewPool(string(benchBackend), lb.RoundRobin)
 	pool.Set(strings.Split(*backends, ","))
+	// As fleet serve wires it: HTTPS on the load balancer's fast path,
+	// routed by the Ingress table, HTTP/2 back to the Ingress server.
 	srv := &ingress.Server{
 		HTTPSAddr: *listen,
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}},
 		Upstreams: pools{benchBackend: pool},
+		Pools:     func(ingress.Backend) *lb.Pool { return pool },
 	}
 	srv.SetTable(table)
 	if err := srv.Start(); err != nil {
 		return err
 	}
+	bal := lb.New(lb.Options{})
+	route, _ := srv.HTTPSRoute()
+	if errs := bal.Update([]lb.Route{route}); errs[route.Name] != nil {
+		return errs[route.Name]
+	}
 	<-ctx.Done()
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	bal.Shutdown(sctx)
 	return srv.Shutdown(sctx)
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -38,6 +40,7 @@ type traffic struct {
 
 	mu          sync.Mutex
 	pools       map[string]*lb.Pool // by namespace/service:port
+	snapshot    atomic.Pointer[map[string]*lb.Pool]
 	policies    map[string]lb.Policy
 	routeErrs   map[string]string
 	ingressUp   bool
@@ -106,6 +109,14 @@ func (t *traffic) routes(ctx context.Context, eps []reconciler.ServicePortEndpoi
 			delete(t.pools, key)
 		}
 	}
+	snap := maps.Clone(t.pools)
+	t.snapshot.Store(&snap)
+	t.updateIngress(ctx)
+	if t.ingressUp {
+		if r, ok := t.ingress.HTTPSRoute(); ok {
+			routes = append(routes, r)
+		}
+	}
 	errs := t.bal.Update(routes)
 	for _, r := range routes {
 		msg := ""
@@ -121,7 +132,6 @@ func (t *traffic) routes(ctx context.Context, eps []reconciler.ServicePortEndpoi
 			t.routeErrs[r.Name] = msg
 		}
 	}
-	t.updateIngress(ctx)
 }
 
 // modeOf is L7 for a port named http or http-*, with appProtocol http, or
@@ -202,7 +212,7 @@ func (t *traffic) startIngress(ctx context.Context) error {
 	certs.HTTPPort, certs.TLSPort = portOf(o.http), portOf(o.https)
 	certs.ListenHost, _, _ = net.SplitHostPort(o.http)
 	certs.Start(ctx)
-	srv := &ingress.Server{HTTPAddr: o.http, HTTPSAddr: o.https, Certs: certs, Upstreams: t, Log: t.log}
+	srv := &ingress.Server{HTTPAddr: o.http, HTTPSAddr: o.https, Certs: certs, Upstreams: t, Log: t.log, Pools: t.pool}
 	if err := srv.Start(); err != nil {
 		certs.Stop()
 		return err
@@ -216,6 +226,15 @@ func portOf(addr string) int {
 	_, p, _ := net.SplitHostPort(addr)
 	n, _ := strconv.Atoi(p)
 	return n
+}
+
+// pool is the Service port's pool, for the Ingress fast path: read
+// without a lock, from the snapshot routes keeps.
+func (t *traffic) pool(b ingress.Backend) *lb.Pool {
+	if m := t.snapshot.Load(); m != nil {
+		return (*m)[string(b)]
+	}
+	return nil
 }
 
 // Pick is the Ingress proxy's endpoint choice: the Service port's pool.
