@@ -143,6 +143,45 @@ func TestServe_LoadBalancer(t *testing.T) {
 			t.Fatalf("with one pod unready: %d failed, pods %v", failed, seen)
 		}
 	})
+	t.Run("scaling down under a stream of requests fails none of them", func(t *testing.T) {
+		// Pods to be stopped leave the load balancer first and finish
+		// their requests in flight.
+		stop := make(chan struct{})
+		done := make(chan [2]int)
+		go func() {
+			ok, failed := 0, 0
+			for {
+				select {
+				case <-stop:
+					done <- [2]int{ok, failed}
+					return
+				default:
+				}
+				resp, err := client.Get(l7)
+				if err != nil {
+					failed++
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					ok++
+				} else {
+					failed++
+				}
+			}
+		}()
+		r := fleet(t, state, "scale", "deploy/lbweb", "--replicas=1")
+		close(stop)
+		n := <-done
+		if r.code != 0 {
+			t.Fatalf("scale: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		if n[1] > 0 || n[0] < 10 {
+			t.Fatalf("%d requests answered, %d failed while two pods stopped", n[0], n[1])
+		}
+		t.Logf("%d requests during the scale-down, none failed", n[0])
+	})
 	t.Run("metrics on the admin address", func(t *testing.T) {
 		addr := regexp.MustCompile(`address=(http://127\.0\.0\.1:\d+/metrics)`).FindStringSubmatch(log.String())
 		if addr == nil {

@@ -21,7 +21,7 @@ import (
 //
 //	node NAME [cpu=Q] [mem=Q] [ready | notready | notready=REASON] [unschedulable[=REASON]] [labels=k=v,k=v]
 //	workload NS/NAME replicas=N hash=H [rev=N] [cpu=Q] [mem=Q] [selector=k=v,k=v] [ports=30080/tcp,…]
-//	pod NS/OWNER/NAME node=N hash=H [rev=N] [created=SECONDS] [running | exited] [stale] [cpu=Q] [mem=Q] [ports=…]
+//	pod NS/OWNER/NAME node=N hash=H [rev=N] [created=SECONDS] [running | exited | unready] [stale] [cpu=Q] [mem=Q] [ports=…]
 //	prune
 //
 // Quantities are Kubernetes-style: cpu=500m, cpu=2, mem=512Mi, mem=1.5Gi.
@@ -191,7 +191,7 @@ func parseState(input string) (State, error) {
 			if len(parts) != 3 {
 				return s, fmt.Errorf("line %d: pod wants NS/OWNER/NAME, got %q", n+1, name)
 			}
-			p := Pod{Namespace: parts[0], Owner: parts[1], Name: parts[2], Running: true, Created: goldenNow}
+			p := Pod{Namespace: parts[0], Owner: parts[1], Name: parts[2], Running: true, Ready: true, Created: goldenNow}
 			d := inherit{cpu: true, mem: true}
 			for _, a := range args {
 				k, v, _ := strings.Cut(a, "=")
@@ -209,7 +209,9 @@ func parseState(input string) (State, error) {
 				case "running":
 					p.Running = true
 				case "exited":
-					p.Running = false
+					p.Running, p.Ready = false, false
+				case "unready":
+					p.Ready = false
 				case "stale":
 					p.Stale = true
 				case "ports":

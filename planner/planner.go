@@ -108,10 +108,13 @@ type diff struct {
 func (d *diff) outOfDate(p *Pod) bool { return p.SpecHash != d.w.SpecHash }
 
 // stopRank orders surplus pods for stopping: stale first (their machine
-// was cut off and they were replaced elsewhere: fencing), then out of date.
+// was cut off and they were replaced elsewhere: fencing), then those not
+// ready (stopping them costs no traffic), then out of date.
 func (d *diff) stopRank(p *Pod) int {
 	switch {
 	case p.Stale:
+		return 3
+	case !p.Ready:
 		return 2
 	case d.outOfDate(p):
 		return 1

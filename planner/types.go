@@ -67,7 +67,10 @@ type Pod struct {
 	// Running is true when the pod's containers run; a pod that exited is
 	// replaced in place by the reconciler's restart logic, and for
 	// placement it still holds its slot.
-	Running  bool
+	Running bool
+	// Ready is false for a pod that runs but fails its readiness, or does
+	// not run: such pods are the first to go when there are too many.
+	Ready    bool
 	MilliCPU int64
 	Memory   int64
 	// HostPorts are the machine ports the pod holds.

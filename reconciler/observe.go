@@ -427,7 +427,7 @@ func plannerState(obs Observed, workloads []planner.Workload, prune bool, staleB
 		}
 		s.Pods = append(s.Pods, planner.Pod{
 			Namespace: p.Namespace, Owner: p.Owner, Name: p.Name, Node: p.Node, SpecHash: p.SpecHash,
-			Revision: p.Revision, Created: p.Created, Running: p.Status == Running,
+			Revision: p.Revision, Created: p.Created, Running: p.Status == Running, Ready: p.Ready,
 			MilliCPU: p.MilliCPU, Memory: p.Memory, Stale: stale, HostPorts: p.HostPorts,
 		})
 	}
