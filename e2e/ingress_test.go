@@ -12,7 +12,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -137,7 +139,7 @@ func TestIngress_ACMEWithPebble(t *testing.T) {
 	const state = "ingress.db"
 	httpPort, tlsPort := lbPort()+2, lbPort()+3
 	acmeDir, apiRoot, roots := pebble(t, httpPort, tlsPort)
-	startServe(t, state, "--lb-address", "127.0.0.1", "--admin-address", "", "--ingress-http", fmt.Sprintf("127.0.0.1:%d", httpPort),
+	_, _, log := startServeLog(t, state, "--lb-address", "127.0.0.1", "--admin-address", "127.0.0.1:0", "--ingress-http", fmt.Sprintf("127.0.0.1:%d", httpPort),
 		"--ingress-https", fmt.Sprintf("127.0.0.1:%d", tlsPort), "--acme-ca", acmeDir, "--acme-ca-root", apiRoot, "--acme-email", "ops@fleet.test")
 	m := writeManifest(t, "shop.yaml", ingressManifest)
 	t.Cleanup(func() { fleet(t, state, "delete", "-f", m) })
@@ -175,5 +177,22 @@ func TestIngress_ACMEWithPebble(t *testing.T) {
 	r.Body.Close()
 	if want := fmt.Sprintf("https://shop.fleet.test:%d/cart", tlsPort); r.StatusCode != http.StatusPermanentRedirect || r.Header.Get("Location") != want {
 		t.Fatalf("plain HTTP: %d to %q, want 308 to %s", r.StatusCode, r.Header.Get("Location"), want)
+	}
+	addr := regexp.MustCompile(`address=(http://127\.0\.0\.1:\d+/metrics)`).FindStringSubmatch(log.String())
+	if addr == nil {
+		t.Fatalf("no metrics address in serve's log")
+	}
+	mr, err := http.Get(addr[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(mr.Body)
+	mr.Body.Close()
+	expiry := regexp.MustCompile(`fleet_ingress_certificate_expiry_timestamp_seconds\{host="shop\.fleet\.test",issuer="acme"\} (\S+)`).FindStringSubmatch(string(metrics))
+	if expiry == nil {
+		t.Fatalf("/metrics lacks the certificate's expiry:\n%s", metrics)
+	}
+	if v, _ := strconv.ParseFloat(expiry[1], 64); int64(v) != leaf.NotAfter.Unix() {
+		t.Errorf("certificate expiry metric %s, want %d", expiry[1], leaf.NotAfter.Unix())
 	}
 }

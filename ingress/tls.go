@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"math/big"
 	"net/http"
 	"slices"
@@ -298,4 +299,47 @@ func (ca *localCA) issue(name string, validity time.Duration) (*tls.Certificate,
 	}
 	leaf, _ := x509.ParseCertificate(der)
 	return &tls.Certificate{Certificate: [][]byte{der, ca.cert.Raw}, PrivateKey: key, Leaf: leaf}, nil
+}
+
+// Expiry is when the certificate served for a TLS host expires.
+type Expiry struct {
+	Host, Issuer string
+	NotAfter     time.Time
+}
+
+// Expiries lists the certificates held now for the TLS hosts (hosts still
+// waiting for theirs are left out).
+func (c *Certificates) Expiries() []Expiry {
+	c.mu.Lock()
+	hosts := maps.Clone(c.hosts)
+	leaves := maps.Clone(c.leaves)
+	cache := c.cache
+	c.mu.Unlock()
+	var out []Expiry
+	for _, h := range slices.Sorted(maps.Keys(hosts)) {
+		iss := hosts[h]
+		if iss == "internal" {
+			if l := leaves[h]; l != nil && l.Leaf != nil {
+				out = append(out, Expiry{Host: h, Issuer: iss, NotAfter: l.Leaf.NotAfter})
+			}
+			continue
+		}
+		if cache == nil {
+			continue
+		}
+		var best time.Time
+		for _, cert := range cache.AllMatchingCertificates(h) {
+			leaf := cert.Leaf
+			if leaf == nil && len(cert.Certificate.Certificate) > 0 {
+				leaf, _ = x509.ParseCertificate(cert.Certificate.Certificate[0])
+			}
+			if leaf != nil && leaf.NotAfter.After(best) {
+				best = leaf.NotAfter
+			}
+		}
+		if !best.IsZero() {
+			out = append(out, Expiry{Host: h, Issuer: iss, NotAfter: best})
+		}
+	}
+	return out
 }

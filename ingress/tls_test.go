@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"net"
 	"testing"
+	"time"
 )
 
 func TestCertificates_Internal(t *testing.T) {
@@ -52,6 +53,9 @@ func TestCertificates_Internal(t *testing.T) {
 	}
 	if err := dial("other.test"); err == nil {
 		t.Error("a name in no Ingress got a certificate")
+	}
+	if exp := c.Expiries(); len(exp) != 1 || exp[0].Host != "dev.test" || exp[0].Issuer != "internal" || exp[0].NotAfter.Before(time.Now().Add(6*24*time.Hour)) {
+		t.Errorf("expiries %+v; want dev.test's 7-day certificate (x.apps.test is served by the wildcard)", exp)
 	}
 	t.Run("the root survives a restart (it is in the state file)", func(t *testing.T) {
 		again := &Certificates{Storage: s}

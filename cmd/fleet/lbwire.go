@@ -67,7 +67,7 @@ func (t *traffic) serveAdmin(ctx context.Context, addr string) error {
 		return nil
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(t.bal.Collector())
+	reg.MustRegister(t.bal.Collector(), t)
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
@@ -80,6 +80,26 @@ func (t *traffic) serveAdmin(ctx context.Context, addr string) error {
 	go func() { <-ctx.Done(); srv.Close() }()
 	t.log.Info("metrics", "address", "http://"+ln.Addr().String()+"/metrics")
 	return nil
+}
+
+var certExpiryDesc = prometheus.NewDesc("fleet_ingress_certificate_expiry_timestamp_seconds",
+	"When the certificate served for an Ingress TLS host expires (Unix time), by host and issuer (acme, internal).",
+	[]string{"host", "issuer"}, nil)
+
+// Describe is part of prometheus.Collector: certificate expiry.
+func (t *traffic) Describe(ch chan<- *prometheus.Desc) { ch <- certExpiryDesc }
+
+// Collect is part of prometheus.Collector: certificate expiry.
+func (t *traffic) Collect(ch chan<- prometheus.Metric) {
+	t.mu.Lock()
+	certs := t.certs
+	t.mu.Unlock()
+	if certs == nil {
+		return
+	}
+	for _, e := range certs.Expiries() {
+		ch <- prometheus.MustNewConstMetric(certExpiryDesc, prometheus.GaugeValue, float64(e.NotAfter.Unix()), e.Host, e.Issuer)
+	}
 }
 
 // routes is the Controller's Routes hook.
