@@ -162,6 +162,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		c.R.ListTimeout = c.NodeTimeout / 2
 	}
 	c.R.returnedAt = c.returnedAt
+	c.R.silent = c.silent
 	c.stopping = map[string]bool{}
 	if c.Routes != nil {
 		c.R.BeforeStop = c.beforeStop
@@ -273,6 +274,13 @@ func (c *Controller) snapshot(context.Context) []node.Status {
 		out = append(out, st)
 	}
 	return out
+}
+
+func (c *Controller) silent(machine string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	w, ok := c.nodes[machine]
+	return ok && c.R.now().Sub(w.lastOK) >= c.NodeTimeout/2
 }
 
 func (c *Controller) returnedAt(machine string) time.Time {

@@ -109,6 +109,10 @@ type Observed struct {
 	// Errors are machines that answered the probe but whose containers
 	// could not be listed.
 	Errors map[string]error
+	// Lost are machines among Errors that have also stopped answering
+	// pings (a Controller's view): they are planned as NotReady at once,
+	// without waiting for the monitor's verdict.
+	Lost map[string]bool
 }
 
 // observe probes every machine and lists fleet's containers on the Ready
@@ -120,7 +124,7 @@ type Observed struct {
 // with an older view.
 func (r *Reconciler) observe(ctx context.Context, record bool) Observed {
 	nodes := r.Probe(ctx)
-	obs := Observed{Nodes: nodes, Errors: map[string]error{}}
+	obs := Observed{Nodes: nodes, Errors: map[string]error{}, Lost: map[string]bool{}}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, n := range nodes {
@@ -143,6 +147,7 @@ func (r *Reconciler) observe(ctx context.Context, record bool) Observed {
 				// count until it is declared NotReady.
 				obs.Errors[n.Name] = err
 				obs.Pods = append(obs.Pods, r.seen(ctx, n.Name)...)
+				obs.Lost[n.Name] = r.silent != nil && r.silent(n.Name)
 				return
 			}
 			obs.Pods = append(obs.Pods, pods...)
@@ -414,8 +419,13 @@ func plannerState(obs Observed, workloads []planner.Workload, prune bool, staleB
 			MilliCPU: int64(n.CPUs * 1000), Memory: n.Memory, Labels: n.Labels,
 		}
 		if err := obs.Errors[n.Name]; err != nil {
-			pn.Unschedulable = true
-			pn.UnschedulableReason = "cannot list containers: " + strings.SplitN(err.Error(), "\n", 2)[0]
+			why := "cannot list containers: " + strings.SplitN(err.Error(), "\n", 2)[0]
+			if obs.Lost[n.Name] {
+				// Its pings have gone unanswered too: it is dying, not busy.
+				pn.Ready, pn.NotReadyReason = false, why+", and no answer to pings"
+			} else {
+				pn.Unschedulable, pn.UnschedulableReason = true, why
+			}
 		}
 		s.Nodes = append(s.Nodes, pn)
 	}

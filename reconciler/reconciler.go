@@ -69,8 +69,10 @@ type Reconciler struct {
 
 	mem memory
 	// returnedAt, set by a Controller, is when a machine last became
-	// Ready after being NotReady.
+	// Ready after being NotReady; silent reports a machine whose pings
+	// have gone unanswered for half the node timeout.
 	returnedAt func(machine string) time.Time
+	silent     func(machine string) bool
 }
 
 // DefaultListTimeout bounds listing one machine's containers in a pass,

@@ -353,6 +353,17 @@ func TestReconciler_PassListFailure(t *testing.T) {
 			t.Fatalf("m2 shows %d Unknown pods, converged %v; want 1, false", unknown, res.Converged())
 		}
 	})
+	t.Run("one that cannot be listed and no longer answers pings is lost at once", func(t *testing.T) {
+		r.silent = func(m string) bool { return m == "m2" }
+		defer func() { r.silent = nil }()
+		res, err := r.Pass(ctx, Options{DryRun: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Plan.Steps) != 1 || !strings.Contains(res.Plan.Steps[0].String(), "lost with m2") {
+			t.Fatalf("plan %v; want m2's pod replaced elsewhere", res.Plan)
+		}
+	})
 	t.Run("pods older than its return are stopped first when there are too many", func(t *testing.T) {
 		// m2 lists again; meanwhile its pod was replaced elsewhere (a
 		// fourth pod on m1 or m3 stands for the replacement).
