@@ -211,7 +211,9 @@ func (r *Reconciler) Pass(ctx context.Context, opts Options) (Result, error) {
 		workloads[i] = d.workload
 		byKey[d.workload.Key()] = d
 	}
+	began := time.Now()
 	obs := r.observe(ctx, !opts.DryRun)
+	observed := time.Since(began)
 	plan, err := planner.Compute(plannerState(obs, workloads, opts.Prune, r.staleBefore), r.now())
 	if err != nil {
 		return Result{}, fmt.Errorf("plan: %w", err)
@@ -255,6 +257,10 @@ func (r *Reconciler) Pass(ctx context.Context, opts Options) (Result, error) {
 	}
 	ex := &executor{r: r, byKey: byKey, sems: map[string]chan struct{}{}, pods: obs.Pods}
 	res.Errors = ex.run(ctx, plan, restart)
+	if !plan.Empty() || len(restart) > 0 {
+		r.log().Debug("pass timing", "observe", observed.Round(time.Millisecond), "images", ex.imagesTook.Round(time.Millisecond),
+			"total", time.Since(began).Round(time.Millisecond))
+	}
 	res.Restarts = ex.restarted
 	res.RequeueAfter = ex.requeue
 	return res, nil
@@ -266,12 +272,13 @@ type executor struct {
 	byKey map[string]desired
 	pods  []PodStatus
 
-	mu        sync.Mutex
-	sems      map[string]chan struct{}
-	errs      []error
-	events    []store.Event
-	restarted []string
-	requeue   time.Duration
+	mu         sync.Mutex
+	sems       map[string]chan struct{}
+	errs       []error
+	events     []store.Event
+	restarted  []string
+	requeue    time.Duration
+	imagesTook time.Duration
 }
 
 func (e *executor) sem(machine string) chan struct{} {
@@ -330,7 +337,9 @@ func (e *executor) run(ctx context.Context, plan planner.Plan, restart []PodStat
 			all = append(all, r.New)
 		}
 	}
+	imagesBegan := time.Now()
 	failedImage := e.ensureImages(ctx, all)
+	e.imagesTook = time.Since(imagesBegan)
 
 	// Stops first: the planner counts the capacity they free as free.
 	var wg sync.WaitGroup
