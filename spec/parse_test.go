@@ -574,6 +574,10 @@ func TestParse_badManifests(t *testing.T) {
 		manifest: "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  annotations:\n    fleet.dev/lb-policy: leastconn\nspec:\n  type: LoadBalancer\n  ports: [{port: 80}]\n",
 		want:     `bad.yaml:6: Service/web: metadata.annotations[fleet.dev/lb-policy]: must be one of round-robin, least-connections, got "leastconn"`,
 	}, {
+		name:     "a UDP port on a LoadBalancer service",
+		manifest: "apiVersion: v1\nkind: Service\nmetadata:\n  name: dns\nspec:\n  type: LoadBalancer\n  ports: [{port: 53, protocol: UDP}]\n",
+		want:     `bad.yaml:7: Service/dns: spec.ports[0].protocol: fleet's load balancer serves TCP only, got UDP (a NodePort service can publish UDP)`,
+	}, {
 		name:     "an unknown fleet annotation",
 		manifest: "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  annotations:\n    fleet.dev/lb-polcy: round-robin\nspec:\n  type: LoadBalancer\n  ports: [{port: 80}]\n",
 		want:     `bad.yaml:6: Service/web: metadata.annotations[fleet.dev/lb-polcy]: unknown fleet annotation (known: fleet.dev/lb-mode, fleet.dev/lb-policy, fleet.dev/tls)`,

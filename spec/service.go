@@ -117,6 +117,10 @@ func (d *decoder) serviceSpec(n *yaml.Node, line int, svc *Service) {
 				seen[k] = l.entry
 			}
 		}
+		if p.Protocol != ProtocolTCP && svc.Type == ServiceLoadBalancer {
+			// NodePort ports are Docker's port bindings, which carry UDP.
+			d.errorf(l.entry, ppath+".protocol", "fleet's load balancer serves TCP only, got %s (a NodePort service can publish UDP)", p.Protocol)
+		}
 		if p.NodePort == 0 {
 			continue
 		}

@@ -145,9 +145,9 @@ func (t *traffic) routes(ctx context.Context, eps []reconciler.ServicePortEndpoi
 		}
 		if msg != t.routeErrs[r.Name] {
 			if msg != "" {
-				t.log.Error("cannot serve a LoadBalancer service", "service", r.Name, "err", msg)
+				t.log.Error("cannot serve a route", "route", r.Name, "err", msg)
 			} else {
-				t.log.Info("serving a LoadBalancer service", "service", r.Name, "address", r.Listen, "mode", r.Mode)
+				t.log.Info("serving a route", "route", r.Name, "address", r.Listen, "mode", r.Mode)
 			}
 			t.routeErrs[r.Name] = msg
 		}
