@@ -102,6 +102,10 @@ func (s *Server) Start() error {
 		}
 		srv := &http.Server{Handler: s, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(s.Log.Handler(), slog.LevelDebug)}
 		if tlsOn {
+			if s.TLSConfig == nil && s.Certs == nil {
+				ln.Close()
+				return fmt.Errorf("ingress: HTTPS on %s needs certificates (Certs or TLSConfig)", addr)
+			}
 			_, port, _ := net.SplitHostPort(ln.Addr().String())
 			s.httpsPort, _ = strconv.Atoi(port)
 			srv.TLSConfig = s.TLSConfig
@@ -136,7 +140,7 @@ func (s *Server) Start() error {
 // fast path, HTTP/2 handed to this Server through x/net/http2, and
 // TLS-ALPN-01 challenge connections closed after their handshake.
 func (s *Server) HTTPSRoute() (lb.Route, bool) {
-	if s.Pools == nil || s.HTTPSAddr == "" {
+	if s.Pools == nil || s.HTTPSAddr == "" || s.TLSConfig == nil && s.Certs == nil {
 		return lb.Route{}, false
 	}
 	s.routeOnce.Do(func() {
@@ -210,8 +214,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 var errNoEndpoint = errors.New("no ready endpoints")
 
 // picking sends each attempt to an endpoint the Upstreams pick, and
-// retries an idempotent request elsewhere when an endpoint cannot be
-// reached.
+// retries a request without a body elsewhere when an endpoint cannot be
+// reached (nothing was sent).
 type picking struct {
 	up   Upstreams
 	base *http.Transport
@@ -235,17 +239,12 @@ func (p *picking) RoundTrip(req *http.Request) (*http.Response, error) {
 			return resp, nil
 		}
 		last = fmt.Errorf("%s via %s: %w", b, addr, err)
-		if !dialFailed || req.Body != nil && req.Body != http.NoBody && !idempotent(req.Method) {
+		// A failed dial sent nothing, but the transport has closed the
+		// request's body: only a request without one can go again.
+		if !dialFailed || req.Body != nil && req.Body != http.NoBody {
 			break
 		}
 	}
 	return nil, last
 }
 
-func idempotent(method string) bool {
-	switch method {
-	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
-		return true
-	}
-	return false
-}

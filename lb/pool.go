@@ -31,6 +31,9 @@ type Pool struct {
 	// skips the health checks entirely.
 	mu      sync.Mutex
 	ejected atomic.Int32
+	// draining are removed endpoints that had requests in flight when
+	// removed, kept (under mu) until InFlight sees them idle.
+	draining []*endpoint
 }
 
 // EndpointStatus is a snapshot of one endpoint of a Pool.
@@ -95,7 +98,38 @@ func (p *Pool) Set(addrs []string) {
 	}
 	for _, e := range gone {
 		e.closeIdle()
+		if e.active.Load() > 0 {
+			p.draining = append(p.draining, e)
+		}
 	}
+}
+
+// InFlight is the number of requests (HTTP) or connections (TCP) in flight
+// to addr, whether it is still in the pool or removed and draining: a
+// caller about to stop the endpoint waits for zero.
+func (p *Pool) InFlight(addr string) int64 {
+	var n int64
+	for _, e := range *p.eps.Load() {
+		if e.addr == addr {
+			n += e.active.Load()
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	kept := p.draining[:0]
+	for _, e := range p.draining {
+		a := e.active.Load()
+		if a == 0 {
+			continue
+		}
+		kept = append(kept, e)
+		if e.addr == addr {
+			n += a
+		}
+	}
+	clear(p.draining[len(kept):])
+	p.draining = kept
+	return n
 }
 
 // Endpoints returns the current endpoints in the order Set gave them.

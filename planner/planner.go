@@ -108,18 +108,22 @@ type diff struct {
 func (d *diff) outOfDate(p *Pod) bool { return p.SpecHash != d.w.SpecHash }
 
 // stopRank orders surplus pods for stopping: stale first (their machine
-// was cut off and they were replaced elsewhere: fencing), then those not
-// ready (stopping them costs no traffic), then out of date.
+// was cut off and they were replaced elsewhere: fencing), then out of
+// date (never the new pods of a change in progress, ready or not yet),
+// then, among pods of one template, those not ready (stopping them costs
+// no traffic).
 func (d *diff) stopRank(p *Pod) int {
-	switch {
-	case p.Stale:
-		return 3
-	case !p.Ready:
-		return 2
-	case d.outOfDate(p):
-		return 1
+	r := 0
+	if p.Stale {
+		r += 4
 	}
-	return 0
+	if d.outOfDate(p) {
+		r += 2
+	}
+	if !p.Ready {
+		r++
+	}
+	return r
 }
 
 // scaleDown picks the surplus pods to stop: out-of-date first, then from

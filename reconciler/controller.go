@@ -65,6 +65,7 @@ type Controller struct {
 	routeMu  sync.Mutex // one route computation at a time
 	lastObs  Observed
 	lastEps  []ServicePortEndpoints
+	routed   bool            // route has run once
 	stopping map[string]bool // namespace/pod@machine
 	wake     chan struct{}
 }
@@ -449,6 +450,11 @@ func (c *Controller) pollVersion(ctx context.Context) {
 func (c *Controller) route(ctx context.Context, obs Observed) {
 	c.routeMu.Lock()
 	defer c.routeMu.Unlock()
+	c.routeLocked(ctx, obs)
+}
+
+// routeLocked is route with c.routeMu held.
+func (c *Controller) routeLocked(ctx context.Context, obs Observed) {
 	eps, err := c.R.Endpoints(ctx, obs)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -466,17 +472,24 @@ func (c *Controller) route(ctx context.Context, obs Observed) {
 			delete(c.stopping, k)
 		}
 	}
-	c.lastEps, c.lastObs = eps, obs
+	c.lastEps, c.lastObs, c.routed = eps, obs, true
 	c.mu.Unlock()
 	c.publish(ctx, eps)
 }
 
 // reroute recomputes the endpoints from the last observation with the
-// probe verdicts as they are now.
+// probe verdicts as they are now. It reads that observation under
+// routeMu, so it never publishes a view older than one already
+// published, and does nothing before the first pass has routed.
 func (c *Controller) reroute(ctx context.Context) {
+	c.routeMu.Lock()
+	defer c.routeMu.Unlock()
 	c.mu.Lock()
-	obs := c.lastObs
+	obs, routed := c.lastObs, c.routed
 	c.mu.Unlock()
+	if !routed {
+		return
+	}
 	pods := make([]PodStatus, len(obs.Pods))
 	now := c.R.now()
 	for i, p := range obs.Pods {
@@ -490,7 +503,7 @@ func (c *Controller) reroute(ctx context.Context) {
 		pods[i] = p
 	}
 	obs.Pods = pods
-	c.route(ctx, obs)
+	c.routeLocked(ctx, obs)
 }
 
 // publish hands eps to Routes with the stopping pods' endpoints marked

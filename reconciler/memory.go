@@ -3,7 +3,6 @@ package reconciler
 import (
 	"context"
 	"encoding/json"
-	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -164,13 +163,16 @@ func (r *Reconciler) probed(id string, run time.Time, started, ready bool, msg s
 
 // listed records one listing of machine, begun at began, and, with
 // record, writes it to the state file when it differs from what was last
-// written there.
-func (r *Reconciler) listed(ctx context.Context, machine string, began time.Time, pods []PodStatus, err error, record bool) {
+// written there. A failed listing of a machine planned as lost marks it:
+// once it lists again, its older pods are stale.
+func (r *Reconciler) listed(ctx context.Context, machine string, began time.Time, pods []PodStatus, err error, record, lost bool) {
 	m := &r.mem
 	m.mu.Lock()
 	r.load(ctx)
 	if err != nil {
-		m.failing[machine] = true
+		if lost {
+			m.failing[machine] = true
+		}
 		m.mu.Unlock()
 		return
 	}
@@ -178,21 +180,22 @@ func (r *Reconciler) listed(ctx context.Context, machine string, began time.Time
 		m.failing[machine] = false
 		m.recovered[machine] = began
 	}
-	m.seen[machine] = pods
-	// Forget containers no longer anywhere.
-	live := map[string]bool{}
-	for _, ps := range m.seen {
-		for _, p := range ps {
-			for _, c := range p.Containers {
-				live[c.ID] = true
+	// Forget the containers of this machine that are gone from it (not
+	// those of others, nor pods started but not listed yet).
+	now := map[string]bool{}
+	for _, p := range pods {
+		for _, c := range p.Containers {
+			now[c.ID] = true
+		}
+	}
+	for _, p := range m.seen[machine] {
+		for _, c := range p.Containers {
+			if !now[c.ID] {
+				delete(m.containers, c.ID)
 			}
 		}
 	}
-	for _, id := range slices.Collect(maps.Keys(m.containers)) {
-		if !live[id] {
-			delete(m.containers, id)
-		}
-	}
+	m.seen[machine] = pods
 	b, _ := json.Marshal(digest(pods))
 	changed := m.saved[machine] != string(b)
 	m.mu.Unlock()

@@ -31,7 +31,8 @@ func nodePortsFor(ns string, t *spec.PodTemplate, svcs []*spec.Service) nodePort
 			}
 			for _, c := range t.Spec.Containers {
 				for _, cp := range c.Ports {
-					if sp.TargetPort.IsStr && cp.Name != sp.TargetPort.Str || !sp.TargetPort.IsStr && cp.ContainerPort != sp.TargetPort.Int {
+					if sp.TargetPort.IsStr && cp.Name != sp.TargetPort.Str || !sp.TargetPort.IsStr && cp.ContainerPort != sp.TargetPort.Int ||
+						!strings.EqualFold(cmpOr(cp.Protocol, "TCP"), cmpOr(sp.Protocol, "TCP")) {
 						continue
 					}
 					if out[c.Name] == nil {

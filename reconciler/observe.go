@@ -139,15 +139,16 @@ func (r *Reconciler) observe(ctx context.Context, record bool) Observed {
 			defer wg.Done()
 			began := r.now()
 			pods, err := r.listPods(ctx, n.Name)
-			r.listed(ctx, n.Name, began, pods, err, record)
+			lost := err != nil && r.silent != nil && r.silent(n.Name)
+			r.listed(ctx, n.Name, began, pods, err, record, lost)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
 				// It answers but could not list: its last-seen pods still
-				// count until it is declared NotReady.
+				// count until it is declared NotReady (or has gone silent).
 				obs.Errors[n.Name] = err
 				obs.Pods = append(obs.Pods, r.seen(ctx, n.Name)...)
-				obs.Lost[n.Name] = r.silent != nil && r.silent(n.Name)
+				obs.Lost[n.Name] = lost
 				return
 			}
 			obs.Pods = append(obs.Pods, pods...)

@@ -160,7 +160,10 @@ func (r *Reconciler) readDesired(ctx context.Context) ([]desired, map[string]*sp
 		for _, rv := range revs {
 			var old spec.Deployment
 			if json.Unmarshal(rv.Spec, &old) == nil {
+				// Pods of a NodePort Service carry the hash with its node
+				// ports folded in.
 				templates[templateKey(o.Namespace, o.Name, old.PodSpecHash())] = &old.Template
+				templates[templateKey(o.Namespace, o.Name, nodePortsFor(o.Namespace, &old.Template, svcs).hash(old.PodSpecHash()))] = &old.Template
 			}
 		}
 		templates[templateKey(o.Namespace, o.Name, d.PodSpecHash())] = &d.Template

@@ -356,7 +356,7 @@ func TestReconciler_PassListFailure(t *testing.T) {
 	t.Run("one that cannot be listed and no longer answers pings is lost at once", func(t *testing.T) {
 		r.silent = func(m string) bool { return m == "m2" }
 		defer func() { r.silent = nil }()
-		res, err := r.Pass(ctx, Options{DryRun: true})
+		res, err := r.Pass(ctx, Options{DryRun: true}) // marks m2 as cut off
 		if err != nil {
 			t.Fatal(err)
 		}

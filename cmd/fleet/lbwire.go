@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,6 +30,9 @@ import (
 // LoadBalancer Services, the Ingress proxy, and the admin endpoint with
 // Prometheus metrics. It is fed the Services' endpoints after every pass.
 type traffic struct {
+	// ctx lasts as long as serve: certmagic's background work runs in it
+	// (never in a pass's context, which ends with the pass).
+	ctx       context.Context
 	lbAddress string
 	ingress   *ingress.Server
 	certs     *ingress.Certificates
@@ -55,8 +57,8 @@ type ingressOptions struct {
 	acmeRoot          string
 }
 
-func newTraffic(st *store.Store, lbAddress string, io ingressOptions, log *slog.Logger) *traffic {
-	return &traffic{lbAddress: lbAddress, store: st, log: log.With("component", "traffic"), ingressOpts: io,
+func newTraffic(ctx context.Context, st *store.Store, lbAddress string, io ingressOptions, log *slog.Logger) *traffic {
+	return &traffic{ctx: ctx, lbAddress: lbAddress, store: st, log: log.With("component", "traffic"), ingressOpts: io,
 		bal:   lb.New(lb.Options{Log: log}),
 		pools: map[string]*lb.Pool{}, policies: map[string]lb.Policy{}, routeErrs: map[string]string{}}
 }
@@ -206,7 +208,7 @@ func (t *traffic) updateIngress(ctx context.Context) {
 		if t.ingressErr != "" {
 			return // said once; a restart of serve tries again
 		}
-		if err := t.startIngress(ctx); err != nil {
+		if err := t.startIngress(t.ctx); err != nil {
 			t.log.Error("cannot serve Ingresses; restart fleet serve once the addresses are free (or set --ingress-http/--ingress-https)", "err", err)
 			t.ingressErr = err.Error()
 			return
@@ -259,28 +261,27 @@ func (t *traffic) pool(b ingress.Backend) *lb.Pool {
 
 // Pick is the Ingress proxy's endpoint choice: the Service port's pool.
 func (t *traffic) Pick(b ingress.Backend) (string, func(bool), bool) {
-	t.mu.Lock()
-	pool := t.pools[string(b)]
-	t.mu.Unlock()
+	pool := t.pool(b)
 	if pool == nil {
 		return "", nil, false
 	}
 	return pool.Pick()
 }
 
-// drain waits until no request is in flight to addrs, in any pool.
+// drain waits until no request is in flight to addrs, in any pool,
+// counting endpoints already removed and draining.
 func (t *traffic) drain(ctx context.Context, addrs []string) {
 	for {
 		busy := false
-		t.mu.Lock()
-		for _, p := range t.pools {
-			for _, e := range p.Endpoints() {
-				if e.Active > 0 && slices.Contains(addrs, e.Addr) {
-					busy = true
+		if m := t.snapshot.Load(); m != nil {
+			for _, p := range *m {
+				for _, a := range addrs {
+					if p.InFlight(a) > 0 {
+						busy = true
+					}
 				}
 			}
 		}
-		t.mu.Unlock()
 		if !busy {
 			return
 		}

@@ -19,8 +19,12 @@ func allocateNodePorts(ctx context.Context, st *store.Store, objs []spec.Object)
 		return nil, err
 	}
 	type holder struct{ ns, name string }
-	taken := map[int]holder{}
-	previous := map[string]int{} // ns/name/port → nodePort
+	type nodePort struct {
+		port     int
+		protocol string
+	}
+	taken := map[nodePort]holder{}
+	previous := map[string]int{} // ns/name/port/protocol → nodePort
 	applying := map[holder]bool{}
 	for _, o := range objs {
 		if m := o.Metadata(); m.Kind == spec.KindService {
@@ -36,9 +40,9 @@ func allocateNodePorts(ctx context.Context, st *store.Store, objs []spec.Object)
 			if p.NodePort == 0 {
 				continue
 			}
-			previous[fmt.Sprintf("%s/%s/%d", o.Namespace, o.Name, p.Port)] = p.NodePort
+			previous[fmt.Sprintf("%s/%s/%d/%s", o.Namespace, o.Name, p.Port, p.Protocol)] = p.NodePort
 			if !applying[holder{o.Namespace, o.Name}] {
-				taken[p.NodePort] = holder{o.Namespace, o.Name}
+				taken[nodePort{p.NodePort, p.Protocol}] = holder{o.Namespace, o.Name}
 			}
 		}
 	}
@@ -52,23 +56,31 @@ func allocateNodePorts(ctx context.Context, st *store.Store, objs []spec.Object)
 		for i := range s.Ports {
 			p := &s.Ports[i]
 			if p.NodePort == 0 {
-				p.NodePort = previous[fmt.Sprintf("%s/%s/%d", s.Namespace, s.Name, p.Port)]
+				p.NodePort = previous[fmt.Sprintf("%s/%s/%d/%s", s.Namespace, s.Name, p.Port, p.Protocol)]
 			}
 			if p.NodePort == 0 {
 				wanting = append(wanting, p)
 				continue
 			}
-			if h, dup := taken[p.NodePort]; dup {
-				problems = append(problems, fmt.Sprintf("%s:%d: Service/%s: spec.ports[%d].nodePort: %d is already used by service %s/%s",
-					s.Source.File, s.Source.Line, s.Name, i, p.NodePort, h.ns, h.name))
+			if h, dup := taken[nodePort{p.NodePort, p.Protocol}]; dup {
+				problems = append(problems, fmt.Sprintf("%s:%d: Service/%s: spec.ports[%d].nodePort: %d/%s is already used by service %s/%s",
+					s.Source.File, s.Source.Line, s.Name, i, p.NodePort, p.Protocol, h.ns, h.name))
 				continue
 			}
-			taken[p.NodePort] = holder{s.Namespace, s.Name}
+			taken[nodePort{p.NodePort, p.Protocol}] = holder{s.Namespace, s.Name}
 		}
+	}
+	free := func(n int) bool {
+		for np := range taken {
+			if np.port == n {
+				return false
+			}
+		}
+		return true
 	}
 	next := spec.NodePortMin
 	for _, p := range wanting {
-		for next <= spec.NodePortMax && taken[next] != (holder{}) {
+		for next <= spec.NodePortMax && !free(next) {
 			next++
 		}
 		if next > spec.NodePortMax {
@@ -76,7 +88,7 @@ func allocateNodePorts(ctx context.Context, st *store.Store, objs []spec.Object)
 			break
 		}
 		p.NodePort = next
-		taken[next] = holder{"", "(this apply)"}
+		taken[nodePort{next, p.Protocol}] = holder{"", "(this apply)"}
 	}
 	return problems, nil
 }

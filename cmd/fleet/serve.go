@@ -94,7 +94,7 @@ func newServeCmd(g *globals) *cobra.Command {
 			}
 			c.Machines = s.inv.Names()
 			c.Log = logger
-			t := newTraffic(s.store, lbAddress, io, logger)
+			t := newTraffic(cmd.Context(), s.store, lbAddress, io, logger)
 			if err := t.serveAdmin(cmd.Context(), adminAddress); err != nil {
 				return err
 			}
