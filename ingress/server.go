@@ -247,4 +247,3 @@ func (p *picking) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	return nil, last
 }
-
