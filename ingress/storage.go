@@ -8,6 +8,8 @@ import (
 	"os"
 	"path"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/certmagic"
@@ -17,8 +19,8 @@ import (
 
 // Storage keeps certmagic's certificates, keys and ACME accounts in the
 // state file (its blobs), under "tls/", and its locks as leases, so
-// that certificates survive restarts and two fleet processes never
-// obtain the same certificate at once.
+// that certificates survive restarts and no two fleet processes (nor two
+// goroutines of one) obtain the same certificate at once.
 type Storage struct {
 	DB *store.Store
 	// Holder names this process in locks.
@@ -27,6 +29,17 @@ type Storage struct {
 	// held locks are renewed every third of it.
 	LockTTL time.Duration
 	Now     func() time.Time
+
+	mu    sync.Mutex
+	locks map[string]*heldLock // by name
+}
+
+// heldLock is one Lock call's hold: its own lease holder (so two calls in
+// one process exclude each other) and the renewal it keeps running.
+type heldLock struct {
+	holder string
+	stop   context.CancelFunc
+	done   chan struct{}
 }
 
 var _ certmagic.Storage = (*Storage)(nil)
@@ -122,10 +135,15 @@ func (s *Storage) lockTTL() time.Duration {
 }
 
 // Lock takes the named lock, waiting (polling every 250 ms) while
-// another holder has it and it has not expired.
+// another holder, in this process or another, has it and it has not
+// expired. The lock is renewed every third of LockTTL until Unlock.
 func (s *Storage) Lock(ctx context.Context, name string) error {
+	holder := fmt.Sprintf("%s#%d", s.holder(), lockSeq.Add(1))
 	for {
-		_, err := s.DB.AcquireLease(ctx, "tls:"+name, s.holder(), s.lockTTL(), s.now())
+		_, err := s.DB.AcquireLease(ctx, "tls:"+name, holder, s.lockTTL(), s.now())
+		if err == nil {
+			break
+		}
 		if !errors.Is(err, store.ErrLeaseHeld) {
 			return err
 		}
@@ -135,11 +153,45 @@ func (s *Storage) Lock(ctx context.Context, name string) error {
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
+	rctx, stop := context.WithCancel(context.Background())
+	h := &heldLock{holder: holder, stop: stop, done: make(chan struct{})}
+	go func() {
+		defer close(h.done)
+		t := time.NewTicker(s.lockTTL() / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-rctx.Done():
+				return
+			case <-t.C:
+				s.DB.AcquireLease(rctx, "tls:"+name, holder, s.lockTTL(), s.now())
+			}
+		}
+	}()
+	s.mu.Lock()
+	if s.locks == nil {
+		s.locks = map[string]*heldLock{}
+	}
+	s.locks[name] = h
+	s.mu.Unlock()
+	return nil
 }
 
-// Unlock releases the named lock.
+// lockSeq tells apart the holds of one process.
+var lockSeq atomic.Int64
+
+// Unlock releases the named lock and stops its renewal.
 func (s *Storage) Unlock(ctx context.Context, name string) error {
-	return s.DB.ReleaseLease(ctx, "tls:"+name, s.holder())
+	s.mu.Lock()
+	h := s.locks[name]
+	delete(s.locks, name)
+	s.mu.Unlock()
+	if h == nil {
+		return fmt.Errorf("unlock %s: not locked here", name)
+	}
+	h.stop()
+	<-h.done
+	return s.DB.ReleaseLease(ctx, "tls:"+name, h.holder)
 }
 
 func (s *Storage) holder() string {

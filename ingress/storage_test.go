@@ -63,6 +63,20 @@ func TestStorage(t *testing.T) {
 			t.Fatalf("%v", err)
 		}
 	})
+	t.Run("two holds in one process exclude each other", func(t *testing.T) {
+		if err := s.Lock(ctx, "issue_cert_b.test"); err != nil {
+			t.Fatal(err)
+		}
+		short, cancel := context.WithTimeout(ctx, 600*time.Millisecond)
+		defer cancel()
+		same := &Storage{DB: st, Holder: "a"}
+		if err := same.Lock(short, "issue_cert_b.test"); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("second lock by the same holder: %v, want it to wait", err)
+		}
+		if err := s.Unlock(ctx, "issue_cert_b.test"); err != nil {
+			t.Fatal(err)
+		}
+	})
 	t.Run("a lock waits for its holder", func(t *testing.T) {
 		other := &Storage{DB: st, Holder: "b"}
 		if err := s.Lock(ctx, "issue_cert_a.test"); err != nil {
