@@ -30,6 +30,7 @@ type Health struct {
 
 	mu      sync.Mutex
 	workers map[string]context.CancelFunc // by container ID and start time
+	running sync.WaitGroup
 }
 
 // workerKey names one run of one container: a restarted container is
@@ -75,7 +76,11 @@ func (h *Health) Sync(ctx context.Context, pods []PodStatus, templates map[strin
 				// a controller restart does not make ready pods unready.
 				w.started, w.ready, w.msg = c.Started, c.ProbeReady, c.ProbeMessage
 			}
-			go w.run(wctx)
+			h.running.Add(1)
+			go func() {
+				defer h.running.Done()
+				w.run(wctx)
+			}()
 		}
 	}
 	for k, cancel := range h.workers {
@@ -86,14 +91,16 @@ func (h *Health) Sync(ctx context.Context, pods []PodStatus, templates map[strin
 	}
 }
 
-// Stop ends all probing.
+// Stop ends all probing and waits for the probers to exit (a container
+// being stopped for a failed probe finishes stopping).
 func (h *Health) Stop() {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	for k, cancel := range h.workers {
 		cancel()
 		delete(h.workers, k)
 	}
+	h.mu.Unlock()
+	h.running.Wait()
 }
 
 func templateKey(ns, owner, hash string) string { return ns + "/" + owner + "@" + hash }

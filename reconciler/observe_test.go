@@ -3,6 +3,8 @@ package reconciler
 import (
 	"testing"
 	"time"
+
+	"github.com/fleetdev/fleet/spec"
 )
 
 func TestContainerStatus_Backoff(t *testing.T) {
@@ -55,5 +57,18 @@ func TestPodStatus_Summarise(t *testing.T) {
 				t.Fatalf("got %s ready=%v reason=%q restarts=%d; want %s %v %q %d (%s)", p.Status, p.Ready, p.Reason, p.Restarts, tt.status, tt.ready, tt.reason, tt.restarts, p.Message)
 			}
 		})
+	}
+}
+
+func TestProbesAllow(t *testing.T) {
+	c := spec.Container{
+		StartupProbe:   &spec.Probe{PeriodSeconds: 10, FailureThreshold: 30, SuccessThreshold: 1},
+		ReadinessProbe: &spec.Probe{InitialDelaySeconds: 5, PeriodSeconds: 2, FailureThreshold: 3, SuccessThreshold: 1},
+	}
+	if got, want := probesAllow(c), 300*time.Second+5*time.Second+6*time.Second; got != want {
+		t.Fatalf("probesAllow = %s, want %s (the startup probe's 30 tries of 10 s, then readiness)", got, want)
+	}
+	if got := probesAllow(spec.Container{}); got != 0 {
+		t.Fatalf("no probes allow %s", got)
 	}
 }

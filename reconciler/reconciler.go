@@ -490,13 +490,21 @@ func (e *executor) start(ctx context.Context, s planner.Run) bool {
 // it has a startup or readiness probe and the Reconciler can probe, until
 // those pass: only then is its predecessor stopped.
 func (e *executor) waitReady(ctx context.Context, s planner.Run) error {
+	d := e.byKey[s.Workload]
 	timeout := e.r.ReadyTimeout
 	if timeout <= 0 {
 		timeout = 60 * time.Second
 	}
+	if e.r.Probes != nil {
+		// A startup probe may allow longer than that; so does it here.
+		for _, c := range d.deploy.Template.Spec.Containers {
+			if timeout < probesAllow(c)+10*time.Second {
+				timeout = probesAllow(c) + 10*time.Second
+			}
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	d := e.byKey[s.Workload]
 	dk, err := e.r.Docker(s.Node)
 	if err != nil {
 		return err
@@ -541,6 +549,20 @@ func (e *executor) waitReady(ctx context.Context, s planner.Run) error {
 		e.r.probed(insp.ID, started, true, true, "")
 	}
 	return nil
+}
+
+// probesAllow is how long a container's startup and readiness probes may
+// take to pass, by their own settings.
+func probesAllow(c spec.Container) time.Duration {
+	var d time.Duration
+	for _, p := range []*spec.Probe{c.StartupProbe, c.ReadinessProbe} {
+		if p == nil {
+			continue
+		}
+		period := time.Duration(max(p.PeriodSeconds, 1)) * time.Second
+		d += time.Duration(p.InitialDelaySeconds)*time.Second + period*time.Duration(max(p.FailureThreshold, p.SuccessThreshold, 1))
+	}
+	return d
 }
 
 // passes probes t from its start plus the initial delay, every period,
