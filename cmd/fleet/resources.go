@@ -102,7 +102,6 @@ func deployViews(ctx context.Context, s *session, obs reconciler.Observed, ns st
 		for _, c := range d.Template.Spec.Containers {
 			v.Images = append(v.Images, c.Image)
 		}
-		hash := d.PodSpecHash()
 		for _, p := range obs.Pods {
 			if p.Namespace != o.Namespace || p.Owner != o.Name {
 				continue
@@ -111,7 +110,9 @@ func deployViews(ctx context.Context, s *session, obs reconciler.Observed, ns st
 				v.Ready++
 				v.Available++
 			}
-			if p.SpecHash == hash {
+			// A pod carries the revision of its template (a template
+			// brought back gets a new revision): the latest is up to date.
+			if p.Revision == v.Revision {
 				v.UpToDate++
 			}
 		}

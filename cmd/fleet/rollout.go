@@ -1,0 +1,282 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fleetdev/fleet/reconciler"
+	"github.com/fleetdev/fleet/spec"
+	"github.com/fleetdev/fleet/store"
+)
+
+// restartedAtAnnotation is the template annotation `rollout restart`
+// sets, as kubectl does: a new template, so every pod is replaced.
+const restartedAtAnnotation = "kubectl.kubernetes.io/restartedAt"
+
+func newRolloutCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "rollout",
+		Short: "Follow, list, undo and restart the rollouts of Deployments",
+	}
+	cmd.AddCommand(newRolloutStatusCmd(g), newRolloutHistoryCmd(g), newRolloutUndoCmd(g), newRolloutRestartCmd(g))
+	return cmd
+}
+
+// deploymentRef reads TYPE/NAME for a rollout command: only Deployments.
+func deploymentRef(ref string) (string, error) {
+	kind, name, err := parseRef(ref)
+	if err != nil {
+		return "", err
+	}
+	if kind != "Deployment" {
+		return "", fmt.Errorf("%s: rollouts are of Deployments (deploy/NAME)", ref)
+	}
+	return name, nil
+}
+
+// loadDeployment is the stored Deployment ns/name, or an error saying how
+// to find one.
+func loadDeployment(ctx context.Context, s *session, ns, name string) (store.Object, *spec.Deployment, error) {
+	o, ok, err := s.store.Get(ctx, "Deployment", ns, name)
+	if err != nil {
+		return store.Object{}, nil, err
+	}
+	if !ok {
+		return store.Object{}, nil, fmt.Errorf("deployment %s not found in namespace %s (fleet get deploy -A lists them)", name, ns)
+	}
+	d, err := decodeDeployment(o)
+	return o, d, err
+}
+
+func newRolloutHistoryCmd(g *globals) *cobra.Command {
+	var ns string
+	cmd := &cobra.Command{
+		Use:   "history deploy/NAME",
+		Short: "List a Deployment's revisions, with their change cause",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, err := deploymentRef(args[0])
+			if err != nil {
+				return err
+			}
+			s, err := g.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			if _, _, err := loadDeployment(cmd.Context(), s, ns, name); err != nil {
+				return err
+			}
+			revs, err := s.store.Revisions(cmd.Context(), "Deployment", ns, name)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "deployment.apps/%s\n", name)
+			t := newTable(cmd.OutOrStdout(), "REVISION", "TEMPLATE", "CREATED", "CHANGE-CAUSE")
+			for i, r := range revs {
+				rev := strconv.FormatInt(r.Revision, 10)
+				if i == len(revs)-1 {
+					rev += " (current)"
+				}
+				t.row(rev, r.TemplateHash, r.CreatedAt.Local().Format(time.DateTime), dash(r.ChangeCause))
+			}
+			return t.flush()
+		},
+	}
+	cmd.Flags().StringVarP(&ns, "namespace", "n", "default", "namespace")
+	return cmd
+}
+
+func newRolloutUndoCmd(g *globals) *cobra.Command {
+	var ns string
+	var to int64
+	var wf waitFlags
+	cmd := &cobra.Command{
+		Use:   "undo deploy/NAME [--to-revision N]",
+		Short: "Go back to the previous revision's pod template (or revision N), as a new revision",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, err := deploymentRef(args[0])
+			if err != nil {
+				return err
+			}
+			s, err := g.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			_, d, err := loadDeployment(cmd.Context(), s, ns, name)
+			if err != nil {
+				return err
+			}
+			revs, err := s.store.Revisions(cmd.Context(), "Deployment", ns, name)
+			if err != nil {
+				return err
+			}
+			var target *store.Revision
+			switch {
+			case to > 0:
+				for i := range revs {
+					if revs[i].Revision == to {
+						target = &revs[i]
+					}
+				}
+				if target == nil {
+					return fmt.Errorf("deployment %s has no revision %d (fleet rollout history deploy/%s lists them)", name, to, name)
+				}
+			case len(revs) < 2:
+				return fmt.Errorf("deployment %s has no previous revision to go back to", name)
+			default:
+				target = &revs[len(revs)-2]
+			}
+			if target.Revision == revs[len(revs)-1].Revision {
+				fmt.Fprintf(cmd.OutOrStdout(), "deployment.apps/%s already runs revision %d\n", name, target.Revision)
+				return nil
+			}
+			var old spec.Deployment
+			if err := json.Unmarshal(target.Spec, &old); err != nil {
+				return fmt.Errorf("decode revision %d of deployment %s: %w", target.Revision, name, err)
+			}
+			d.Template = old.Template
+			b, err := json.Marshal(d)
+			if err != nil {
+				return err
+			}
+			cause := fmt.Sprintf("fleet rollout undo --to-revision %d", target.Revision)
+			applied, err := s.store.Apply(cmd.Context(), []store.Write{{Kind: "Deployment", Namespace: ns, Name: name, Spec: b,
+				TemplateHash: d.PodSpecHash(), ChangeCause: cause}}, time.Now())
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "deployment.apps/%s rolled back to the template of revision %d (now revision %d)\n", name, target.Revision, applied[0].Revision)
+			if !wf.wait {
+				return nil
+			}
+			return converge(cmd, s, g, reconciler.Options{Prune: true}, wf)
+		},
+	}
+	cmd.Flags().StringVarP(&ns, "namespace", "n", "default", "namespace")
+	cmd.Flags().Int64Var(&to, "to-revision", 0, "the revision to go back to (default: the one before the current)")
+	wf.add(cmd)
+	return cmd
+}
+
+func newRolloutRestartCmd(g *globals) *cobra.Command {
+	var ns string
+	var wf waitFlags
+	cmd := &cobra.Command{
+		Use:   "restart deploy/NAME",
+		Short: "Replace every pod of a Deployment (a new revision with a restartedAt annotation)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, err := deploymentRef(args[0])
+			if err != nil {
+				return err
+			}
+			s, err := g.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			_, d, err := loadDeployment(cmd.Context(), s, ns, name)
+			if err != nil {
+				return err
+			}
+			if d.Template.Annotations == nil {
+				d.Template.Annotations = map[string]string{}
+			}
+			d.Template.Annotations[restartedAtAnnotation] = time.Now().UTC().Format(time.RFC3339Nano)
+			b, err := json.Marshal(d)
+			if err != nil {
+				return err
+			}
+			if _, err := s.store.Apply(cmd.Context(), []store.Write{{Kind: "Deployment", Namespace: ns, Name: name, Spec: b,
+				TemplateHash: d.PodSpecHash(), ChangeCause: "fleet rollout restart"}}, time.Now()); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "deployment.apps/%s restarted\n", name)
+			if !wf.wait {
+				return nil
+			}
+			return converge(cmd, s, g, reconciler.Options{Prune: true}, wf)
+		},
+	}
+	cmd.Flags().StringVarP(&ns, "namespace", "n", "default", "namespace")
+	wf.add(cmd)
+	return cmd
+}
+
+func newRolloutStatusCmd(g *globals) *cobra.Command {
+	var ns string
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "status deploy/NAME",
+		Short: "Follow a Deployment's rollout until every replica runs the current template and is ready (exit 1 on timeout)",
+		Long: "Watches the machines and changes nothing: with fleet serve running (or an apply waiting)\n" +
+			"the rollout proceeds; without, it waits for the next `fleet reconcile`.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, err := deploymentRef(args[0])
+			if err != nil {
+				return err
+			}
+			v := &view{g: g}
+			defer v.close()
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			var last string
+			for {
+				s, err := v.session(ctx)
+				if err != nil {
+					return err
+				}
+				if _, _, err := loadDeployment(ctx, s, ns, name); err != nil {
+					return err
+				}
+				obs := s.reconciler().Observe(ctx)
+				views, err := deployViews(ctx, s, obs, ns)
+				if err != nil {
+					return err
+				}
+				for _, dv := range views {
+					if dv.Name != name {
+						continue
+					}
+					total := 0
+					for _, p := range obs.Pods {
+						if p.Namespace == ns && p.Owner == name && p.Status != reconciler.Unknown {
+							total++
+						}
+					}
+					var msg string
+					switch {
+					case dv.UpToDate < dv.Replicas:
+						msg = fmt.Sprintf("Waiting for deployment %q rollout to finish: %d out of %d new replicas have been updated...", name, dv.UpToDate, dv.Replicas)
+					case total > dv.Replicas:
+						msg = fmt.Sprintf("Waiting for deployment %q rollout to finish: %d old replicas are pending termination...", name, total-dv.Replicas)
+					case dv.Available < dv.Replicas:
+						msg = fmt.Sprintf("Waiting for deployment %q rollout to finish: %d of %d updated replicas are available...", name, dv.Available, dv.Replicas)
+					default:
+						fmt.Fprintf(cmd.OutOrStdout(), "deployment %q successfully rolled out (revision %d)\n", name, dv.Revision)
+						return nil
+					}
+					if msg != last {
+						fmt.Fprintln(cmd.OutOrStdout(), msg)
+						last = msg
+					}
+				}
+				if err := sleepCtx(ctx, 500*time.Millisecond); err != nil {
+					return &exitError{code: 1, err: fmt.Errorf("deployment %q not rolled out after %s: %s", name, timeout, last)}
+				}
+			}
+		},
+	}
+	cmd.Flags().StringVarP(&ns, "namespace", "n", "default", "namespace")
+	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "give up after this long (exit 1)")
+	return cmd
+}
