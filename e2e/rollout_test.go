@@ -48,6 +48,29 @@ func TestRollout_HistoryUndoRestartStatus(t *testing.T) {
 			t.Fatalf("undo to a missing revision: exit %d %s", r.code, r.stderr)
 		}
 	})
+	t.Run("a paused rollout keeps the old pods until resumed", func(t *testing.T) {
+		if r := fleet(t, state, "rollout", "pause", "deploy/ro"); r.code != 0 || !strings.Contains(r.stdout, "deployment.apps/ro paused") {
+			t.Fatalf("pause: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		if r := fleet(t, state, "apply", "-f", v2); r.code != 0 {
+			t.Fatalf("apply v2 while paused: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		if got := images(); got["fleet-demo:v1"] != 2 {
+			t.Fatalf("paused, yet pods were replaced: %v", got)
+		}
+		if r := fleet(t, state, "rollout", "status", "deploy/ro", "--timeout", "10s"); r.code != 1 || !strings.Contains(r.stderr, "is paused") {
+			t.Fatalf("status while paused: exit %d %s", r.code, r.stderr)
+		}
+		if r := fleet(t, state, "rollout", "resume", "deploy/ro"); r.code != 0 {
+			t.Fatalf("resume: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		if r := fleet(t, state, "reconcile"); r.code != 0 {
+			t.Fatalf("reconcile after resume: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		if got := images(); got["fleet-demo:v2"] != 2 || len(got) != 1 {
+			t.Fatalf("after resume: images %v", got)
+		}
+	})
 	t.Run("restart replaces every pod; status says when it is done", func(t *testing.T) {
 		before := getPodsJSON(t, state, "ro")
 		if r := fleet(t, state, "rollout", "restart", "deploy/ro"); r.code != 0 {
@@ -62,7 +85,7 @@ func TestRollout_HistoryUndoRestartStatus(t *testing.T) {
 			}
 		}
 		r := fleet(t, state, "rollout", "status", "deploy/ro", "--timeout", "30s")
-		if r.code != 0 || !strings.Contains(r.stdout, `deployment "ro" successfully rolled out (revision 4)`) {
+		if r.code != 0 || !strings.Contains(r.stdout, `deployment "ro" successfully rolled out (revision 5)`) {
 			t.Fatalf("status: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 		}
 	})

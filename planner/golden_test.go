@@ -20,7 +20,7 @@ import (
 // Input lines (blank lines and lines starting with # are ignored):
 //
 //	node NAME [cpu=Q] [mem=Q] [ready | notready | notready=REASON] [unschedulable[=REASON]] [labels=k=v,k=v]
-//	workload NS/NAME replicas=N hash=H [rev=N] [cpu=Q] [mem=Q] [selector=k=v,k=v] [ports=30080/tcp,…]
+//	workload NS/NAME replicas=N hash=H [rev=N] [cpu=Q] [mem=Q] [selector=k=v,k=v] [ports=30080/tcp,…] [paused]
 //	pod NS/OWNER/NAME node=N hash=H [rev=N] [created=SECONDS] [running | exited | unready] [stale] [cpu=Q] [mem=Q] [ports=…]
 //	prune
 //
@@ -178,6 +178,8 @@ func parseState(input string) (State, error) {
 					w.NodeSelector, err2 = parseLabels(v)
 				case "ports":
 					w.HostPorts = strings.Split(v, ",")
+				case "paused":
+					w.Paused = true
 				default:
 					err2 = fmt.Errorf("unknown workload field %q", k)
 				}

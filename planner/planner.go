@@ -240,7 +240,7 @@ func (d *diff) placeAll(pods []Pod, sched *scheduler, names *namer, plan *Plan) 
 	// so the new pod lands on the same machine when that is best and fits.
 	var stale []int
 	for _, i := range d.kept {
-		if d.outOfDate(&pods[i]) {
+		if d.outOfDate(&pods[i]) && !w.Paused {
 			stale = append(stale, i)
 		}
 	}

@@ -50,6 +50,9 @@ type Workload struct {
 	// HostPorts are the machine ports ("30080/tcp") a pod binds: a
 	// machine where another pod holds one of them cannot take it.
 	HostPorts []string
+	// Paused holds the rollout: pods of other templates are not
+	// replaced (missing replicas still start, with this template).
+	Paused bool
 }
 
 // Key is namespace/name.

@@ -179,6 +179,7 @@ func (r *Reconciler) readDesired(ctx context.Context) ([]desired, map[string]*sp
 			Namespace: o.Namespace, Name: o.Name, Replicas: d.Replicas, SpecHash: hash,
 			Revision: rev, MilliCPU: cpu, Memory: mem, NodeSelector: d.Template.Spec.NodeSelector,
 			HostPorts: append(hostPorts(d.Template.Spec), np.held()...),
+			Paused:    d.Paused,
 		}})
 	}
 	return out, templates, nil
@@ -243,7 +244,9 @@ func (r *Reconciler) Pass(ctx context.Context, opts Options) (Result, error) {
 	}
 	for _, p := range obs.Pods {
 		d, ok := byKey[p.Namespace+"/"+p.Owner]
-		if !ok || stopping[p.Namespace+"/"+p.Name+"@"+p.Node] || p.SpecHash != d.workload.SpecHash || p.Status == Unknown {
+		// A paused Deployment's pods of older templates count: they stay
+		// until it resumes.
+		if !ok || stopping[p.Namespace+"/"+p.Name+"@"+p.Node] || p.SpecHash != d.workload.SpecHash && !d.workload.Paused || p.Status == Unknown {
 			continue
 		}
 		if p.Status == Running {

@@ -87,6 +87,15 @@ func writes(ctx context.Context, st *store.Store, objs []spec.Object, cause stri
 				m.Source.File, m.Source.Line, m.Kind, m.Name, ns, ns))
 			continue
 		}
+		if d, ok := o.(*spec.Deployment); ok && !d.Paused {
+			// A rollout paused by `fleet rollout pause` stays paused across
+			// applies until `fleet rollout resume`: pause, change, resume.
+			if prev, found, err := st.Get(ctx, "Deployment", ns, m.Name); err == nil && found {
+				if old, err := decodeDeployment(prev); err == nil && old.Paused {
+					d.Paused = true
+				}
+			}
+		}
 		b, err := json.Marshal(o)
 		if err != nil {
 			return nil, err

@@ -23,7 +23,8 @@ func newRolloutCmd(g *globals) *cobra.Command {
 		Use:   "rollout",
 		Short: "Follow, list, undo and restart the rollouts of Deployments",
 	}
-	cmd.AddCommand(newRolloutStatusCmd(g), newRolloutHistoryCmd(g), newRolloutUndoCmd(g), newRolloutRestartCmd(g))
+	cmd.AddCommand(newRolloutStatusCmd(g), newRolloutHistoryCmd(g), newRolloutUndoCmd(g), newRolloutRestartCmd(g),
+		newRolloutPauseCmd(g, true), newRolloutPauseCmd(g, false))
 	return cmd
 }
 
@@ -235,8 +236,12 @@ func newRolloutStatusCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if _, _, err := loadDeployment(ctx, s, ns, name); err != nil {
+				_, d, err := loadDeployment(ctx, s, ns, name)
+				if err != nil {
 					return err
+				}
+				if d.Paused {
+					return &exitError{code: 1, err: fmt.Errorf("deployment %q is paused: its rollout waits for `fleet rollout resume deploy/%s`", name, name)}
 				}
 				obs := s.reconciler().Observe(ctx)
 				views, err := deployViews(ctx, s, obs, ns)
@@ -278,5 +283,53 @@ func newRolloutStatusCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().StringVarP(&ns, "namespace", "n", "default", "namespace")
 	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "give up after this long (exit 1)")
+	return cmd
+}
+
+// newRolloutPauseCmd is `rollout pause` (pause true) or `rollout resume`:
+// while paused, template changes are recorded but pods of older templates
+// are not replaced.
+func newRolloutPauseCmd(g *globals, pause bool) *cobra.Command {
+	var ns string
+	verb, short := "resume", "Let a paused Deployment's rollout go on: pods of older templates are replaced again"
+	if pause {
+		verb, short = "pause", "Hold a Deployment's rollout: template changes are recorded, pods of older templates stay (scaling still works)"
+	}
+	cmd := &cobra.Command{
+		Use:   verb + " deploy/NAME",
+		Short: short,
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, err := deploymentRef(args[0])
+			if err != nil {
+				return err
+			}
+			s, err := g.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			_, d, err := loadDeployment(cmd.Context(), s, ns, name)
+			if err != nil {
+				return err
+			}
+			if d.Paused == pause {
+				fmt.Fprintf(cmd.OutOrStdout(), "deployment.apps/%s is already %sd\n", name, verb)
+				return nil
+			}
+			d.Paused = pause
+			b, err := json.Marshal(d)
+			if err != nil {
+				return err
+			}
+			if _, err := s.store.Apply(cmd.Context(), []store.Write{{Kind: "Deployment", Namespace: ns, Name: name, Spec: b,
+				TemplateHash: d.PodSpecHash(), ChangeCause: "fleet rollout " + verb}}, time.Now()); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "deployment.apps/%s %sd\n", name, verb)
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&ns, "namespace", "n", "default", "namespace")
 	return cmd
 }
