@@ -4,6 +4,8 @@ import (
 	"math/bits"
 	"slices"
 	"strings"
+
+	"github.com/fleetdev/fleet/spec"
 )
 
 // scheduler places new pods: feasibility (ready, nodeSelector, CPU,
@@ -80,20 +82,11 @@ func (s *scheduler) portTaken(node int, ports []string) string {
 func (s *scheduler) eligible(w *Workload) []int {
 	out := make([]int, 0, len(s.nodes))
 	for i := range s.nodes {
-		if s.nodes[i].Ready && !s.nodes[i].Unschedulable && hasLabels(s.nodes[i].Labels, w.NodeSelector) {
+		if s.nodes[i].Ready && !s.nodes[i].Unschedulable && spec.MatchLabels(s.nodes[i].Labels, w.NodeSelector) {
 			out = append(out, i)
 		}
 	}
 	return out
-}
-
-func hasLabels(have, want map[string]string) bool {
-	for k, v := range want {
-		if got, ok := have[k]; !ok || got != v {
-			return false
-		}
-	}
-	return true
 }
 
 // fits reports whether a request fits what is free; a capacity of 0 means
@@ -154,7 +147,7 @@ func (s *scheduler) rejections(w *Workload) []rejection {
 			out = append(out, rejection{kind: rejectNotReady, detail: n.NotReadyReason})
 		case n.Unschedulable:
 			out = append(out, rejection{kind: rejectUnschedulable, detail: n.UnschedulableReason})
-		case !hasLabels(n.Labels, w.NodeSelector):
+		case !spec.MatchLabels(n.Labels, w.NodeSelector):
 			out = append(out, rejection{kind: rejectSelector, detail: missingLabels(n.Labels, w.NodeSelector)})
 		case !fits(w.MilliCPU, n.cpuUsed, n.MilliCPU):
 			out = append(out, rejection{kind: rejectCPU, detail: formatCPU(w.MilliCPU)})

@@ -11,6 +11,7 @@ import (
 
 	"github.com/fleetdev/fleet/node"
 	"github.com/fleetdev/fleet/probe"
+	"github.com/fleetdev/fleet/spec"
 	"github.com/fleetdev/fleet/store"
 )
 
@@ -60,14 +61,17 @@ type Controller struct {
 	Drain func(ctx context.Context, addrs []string)
 	Log   *slog.Logger
 
-	mu       sync.Mutex
-	nodes    map[string]*watched
-	routeMu  sync.Mutex // one route computation at a time
-	lastObs  Observed
-	lastEps  []ServicePortEndpoints
-	routed   bool            // route has run once
-	stopping map[string]bool // namespace/pod@machine
-	wake     chan struct{}
+	mu      sync.Mutex
+	nodes   map[string]*watched
+	routeMu sync.Mutex // one route computation at a time
+	lastObs Observed
+	lastEps []ServicePortEndpoints
+	// what the last pass read, for reroute
+	lastTemplates map[string]*spec.PodTemplate
+	lastServices  []*spec.Service
+	routed        bool            // route has run once
+	stopping      map[string]bool // namespace/pod@machine
+	wake          chan struct{}
 }
 
 type watched struct {
@@ -238,7 +242,7 @@ func (c *Controller) Run(ctx context.Context) error {
 			health.Sync(bg, res.Observed.Pods, res.templates)
 		}
 		if c.Routes != nil {
-			c.route(bg, res.Observed)
+			c.route(bg, res.Observed, res.templates, res.services)
 		}
 		c.Log.Debug("pass", "summary", res.Summary(), "running", res.Current, "desired", res.Desired)
 		if !res.Plan.Empty() || len(res.Restarts) > 0 || len(res.Errors) > 0 {
@@ -447,21 +451,16 @@ func (c *Controller) pollVersion(ctx context.Context) {
 
 // route hands the load balancer every Service port's endpoints, without
 // the pods being stopped.
-func (c *Controller) route(ctx context.Context, obs Observed) {
+// The pass's templates and services are reused: nothing is read again.
+func (c *Controller) route(ctx context.Context, obs Observed, templates map[string]*spec.PodTemplate, svcs []*spec.Service) {
 	c.routeMu.Lock()
 	defer c.routeMu.Unlock()
-	c.routeLocked(ctx, obs)
+	c.routeLocked(ctx, obs, templates, svcs)
 }
 
 // routeLocked is route with c.routeMu held.
-func (c *Controller) routeLocked(ctx context.Context, obs Observed) {
-	eps, err := c.R.Endpoints(ctx, obs)
-	if err != nil {
-		if ctx.Err() == nil {
-			c.Log.Warn("cannot compute service endpoints", "err", err)
-		}
-		return
-	}
+func (c *Controller) routeLocked(ctx context.Context, obs Observed, templates map[string]*spec.PodTemplate, svcs []*spec.Service) {
+	eps := endpointsOf(svcs, obs, templates)
 	present := map[string]bool{}
 	for _, p := range obs.Pods {
 		present[p.Namespace+"/"+p.Name+"@"+p.Node] = true
@@ -472,7 +471,7 @@ func (c *Controller) routeLocked(ctx context.Context, obs Observed) {
 			delete(c.stopping, k)
 		}
 	}
-	c.lastEps, c.lastObs, c.routed = eps, obs, true
+	c.lastEps, c.lastObs, c.lastTemplates, c.lastServices, c.routed = eps, obs, templates, svcs, true
 	c.mu.Unlock()
 	c.publish(ctx, eps)
 }
@@ -485,7 +484,7 @@ func (c *Controller) reroute(ctx context.Context) {
 	c.routeMu.Lock()
 	defer c.routeMu.Unlock()
 	c.mu.Lock()
-	obs, routed := c.lastObs, c.routed
+	obs, templates, svcs, routed := c.lastObs, c.lastTemplates, c.lastServices, c.routed
 	c.mu.Unlock()
 	if !routed {
 		return
@@ -503,7 +502,7 @@ func (c *Controller) reroute(ctx context.Context) {
 		pods[i] = p
 	}
 	obs.Pods = pods
-	c.routeLocked(ctx, obs)
+	c.routeLocked(ctx, obs, templates, svcs)
 }
 
 // publish hands eps to Routes with the stopping pods' endpoints marked

@@ -2,7 +2,6 @@ package reconciler
 
 import (
 	"context"
-	"fmt"
 	"sort"
 	"strconv"
 	"strings"
@@ -58,7 +57,7 @@ func hostPorts(ps spec.PodSpec) []string {
 	for _, c := range ps.Containers {
 		for _, p := range c.Ports {
 			if p.HostPort > 0 {
-				out = append(out, strconv.Itoa(p.HostPort)+"/"+strings.ToLower(cmpOr(p.Protocol, "TCP")))
+				out = append(out, portKey(p.HostPort, p.Protocol))
 			}
 		}
 	}
@@ -107,11 +106,8 @@ func containerConfig(ns, owner, pod string, rev int64, hash string, ps spec.PodS
 	exposed := nat.PortSet{}
 	bindings := nat.PortMap{}
 	for _, p := range c.Ports {
-		proto := strings.ToLower(p.Protocol)
-		if proto == "" {
-			proto = "tcp"
-		}
-		port := nat.Port(fmt.Sprintf("%d/%s", p.ContainerPort, proto))
+		port := nat.Port(portKey(p.ContainerPort, p.Protocol))
+		proto := port.Proto()
 		exposed[port] = struct{}{}
 		hp := ""
 		if p.HostPort > 0 {

@@ -1,8 +1,8 @@
 package reconciler
 
 import (
+	"cmp"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"sort"
@@ -58,31 +58,23 @@ func (s ServicePortEndpoints) Key() string {
 // is its machine's address and the port Docker published for the target
 // container port; it is ready when the pod is.
 func (r *Reconciler) Endpoints(ctx context.Context, obs Observed) ([]ServicePortEndpoints, error) {
-	objs, err := r.Store.List(ctx, "Service", "")
+	_, templates, svcs, err := r.readDesired(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if len(objs) == 0 {
-		return nil, nil
-	}
-	_, templates, err := r.readDesired(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var svcs []*spec.Service
-	for _, o := range objs {
-		var s spec.Service
-		if err := json.Unmarshal(o.Spec, &s); err != nil {
-			return nil, fmt.Errorf("decode Service %s/%s from the state file: %w", o.Namespace, o.Name, err)
-		}
-		s.Namespace, s.Name = o.Namespace, o.Name
-		svcs = append(svcs, &s)
+	return endpointsOf(svcs, obs, templates), nil
+}
+
+// endpointsOf is the endpoints of svcs among obs's pods.
+func endpointsOf(svcs []*spec.Service, obs Observed, templates map[string]*spec.PodTemplate) []ServicePortEndpoints {
+	if len(svcs) == 0 {
+		return nil
 	}
 	addrs := map[string]string{}
 	for _, n := range obs.Nodes {
 		addrs[n.Name] = n.Address
 	}
-	return endpoints(svcs, obs.Pods, templates, addrs), nil
+	return endpoints(svcs, obs.Pods, templates, addrs)
 }
 
 // endpoints is the pure part of Endpoints.
@@ -94,7 +86,7 @@ func endpoints(svcs []*spec.Service, pods []PodStatus, templates map[string]*spe
 				Annotations: s.Annotations, Endpoints: []Endpoint{}}
 			for _, p := range pods {
 				t := templates[templateKey(p.Namespace, p.Owner, p.SpecHash)]
-				if p.Namespace != s.Namespace || t == nil || len(s.Selector) == 0 || !hasAll(t.Labels, s.Selector) {
+				if t == nil || !s.Selects(p.Namespace, t.Labels) {
 					continue
 				}
 				spe.Endpoints = append(spe.Endpoints, endpointOf(p, t, port, addrs[p.Node]))
@@ -124,7 +116,7 @@ func endpointOf(p PodStatus, t *spec.PodTemplate, port spec.ServicePort, host st
 		e.Problem = fmt.Sprintf("no container declares port %s: fleet publishes declared ports only", port.TargetPort)
 		return e
 	}
-	key := strconv.Itoa(cport) + "/" + strings.ToLower(cmpOr(port.Protocol, "TCP"))
+	key := portKey(cport, port.Protocol)
 	for _, c := range p.Containers {
 		if c.Name != cname {
 			continue
@@ -141,18 +133,8 @@ func endpointOf(p PodStatus, t *spec.PodTemplate, port spec.ServicePort, host st
 	return e
 }
 
-func hasAll(have, want map[string]string) bool {
-	for k, v := range want {
-		if got, ok := have[k]; !ok || got != v {
-			return false
-		}
-	}
-	return true
-}
-
-func cmpOr(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
+// portKey names a container port as Docker does: "8080/tcp" (TCP when
+// the protocol is not given).
+func portKey(port int, protocol string) string {
+	return strconv.Itoa(port) + "/" + strings.ToLower(cmp.Or(protocol, "TCP"))
 }

@@ -1,6 +1,7 @@
 package reconciler
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -22,7 +23,7 @@ type nodePorts map[string]map[string]int
 func nodePortsFor(ns string, t *spec.PodTemplate, svcs []*spec.Service) nodePorts {
 	out := nodePorts{}
 	for _, s := range svcs {
-		if s.Type != spec.ServiceNodePort || s.Namespace != ns || len(s.Selector) == 0 || !hasAll(t.Labels, s.Selector) {
+		if s.Type != spec.ServiceNodePort || !s.Selects(ns, t.Labels) {
 			continue
 		}
 		for _, sp := range s.Ports {
@@ -32,13 +33,13 @@ func nodePortsFor(ns string, t *spec.PodTemplate, svcs []*spec.Service) nodePort
 			for _, c := range t.Spec.Containers {
 				for _, cp := range c.Ports {
 					if sp.TargetPort.IsStr && cp.Name != sp.TargetPort.Str || !sp.TargetPort.IsStr && cp.ContainerPort != sp.TargetPort.Int ||
-						!strings.EqualFold(cmpOr(cp.Protocol, "TCP"), cmpOr(sp.Protocol, "TCP")) {
+						!strings.EqualFold(cmp.Or(cp.Protocol, "TCP"), cmp.Or(sp.Protocol, "TCP")) {
 						continue
 					}
 					if out[c.Name] == nil {
 						out[c.Name] = map[string]int{}
 					}
-					out[c.Name][strconv.Itoa(cp.ContainerPort)+"/"+strings.ToLower(cmpOr(cp.Protocol, "TCP"))] = sp.NodePort
+					out[c.Name][portKey(cp.ContainerPort, cp.Protocol)] = sp.NodePort
 				}
 			}
 		}

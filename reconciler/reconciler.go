@@ -105,7 +105,9 @@ type Result struct {
 	// back-off may be started: pass again then.
 	RequeueAfter time.Duration
 
+	// What the pass read, for the Controller to reuse (probes, routes).
 	templates map[string]*spec.PodTemplate
+	services  []*spec.Service
 }
 
 // Converged reports whether the pass found nothing to do and nothing wrong.
@@ -137,25 +139,25 @@ func (r *Reconciler) log() *slog.Logger {
 // readDesired loads every Deployment from the store, and the templates
 // of all their revisions by namespace, name and spec hash (pods of an
 // older revision are probed as their template says).
-func (r *Reconciler) readDesired(ctx context.Context) ([]desired, map[string]*spec.PodTemplate, error) {
+func (r *Reconciler) readDesired(ctx context.Context) ([]desired, map[string]*spec.PodTemplate, []*spec.Service, error) {
 	objs, err := r.Store.List(ctx, "Deployment", "")
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	templates := map[string]*spec.PodTemplate{}
 	svcs, err := r.services(ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	var out []desired
 	for _, o := range objs {
 		var d spec.Deployment
 		if err := json.Unmarshal(o.Spec, &d); err != nil {
-			return nil, nil, fmt.Errorf("decode Deployment %s/%s from the state file: %w", o.Namespace, o.Name, err)
+			return nil, nil, nil, fmt.Errorf("decode Deployment %s/%s from the state file: %w", o.Namespace, o.Name, err)
 		}
 		revs, err := r.Store.Revisions(ctx, "Deployment", o.Namespace, o.Name)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		for _, rv := range revs {
 			var old spec.Deployment
@@ -182,7 +184,7 @@ func (r *Reconciler) readDesired(ctx context.Context) ([]desired, map[string]*sp
 			Paused:    d.Paused,
 		}})
 	}
-	return out, templates, nil
+	return out, templates, svcs, nil
 }
 
 // services reads every Service from the state file.
@@ -205,7 +207,7 @@ func (r *Reconciler) services(ctx context.Context) ([]*spec.Service, error) {
 
 // Pass runs one observe → plan → apply cycle.
 func (r *Reconciler) Pass(ctx context.Context, opts Options) (Result, error) {
-	want, templates, err := r.readDesired(ctx)
+	want, templates, svcs, err := r.readDesired(ctx)
 	if err != nil {
 		return Result{}, err
 	}
@@ -222,7 +224,7 @@ func (r *Reconciler) Pass(ctx context.Context, opts Options) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("plan: %w", err)
 	}
-	res := Result{Observed: obs, Plan: plan, templates: templates}
+	res := Result{Observed: obs, Plan: plan, templates: templates, services: svcs}
 	// Keyed by namespace, name and machine: one name can be on two
 	// machines when a cut-off machine returns.
 	stopKey := func(workload, pod, node string) string {

@@ -315,3 +315,21 @@ type ServicePort struct {
 	// load balancer proxy at L7).
 	AppProtocol string `json:"appProtocol,omitempty"`
 }
+
+// MatchLabels reports whether have carries every label of want (an empty
+// want matches everything).
+func MatchLabels(have, want map[string]string) bool {
+	for k, v := range want {
+		if got, ok := have[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
+// Selects reports whether the Service picks pods of namespace ns with
+// these labels: same namespace, and a selector (an empty one selects
+// none) they all carry.
+func (s *Service) Selects(ns string, labels map[string]string) bool {
+	return s.Namespace == ns && len(s.Selector) > 0 && MatchLabels(labels, s.Selector)
+}

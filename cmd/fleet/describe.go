@@ -38,14 +38,7 @@ func newDescribeCmd(g *globals) *cobra.Command {
 			if kind == "Pod" {
 				return describePod(cmd, s, ns, name)
 			}
-			o, ok, err := s.store.Get(cmd.Context(), "Deployment", ns, name)
-			if err != nil {
-				return err
-			}
-			if !ok {
-				return fmt.Errorf("deployment %s not found in namespace %s (fleet get deploy -A lists them)", name, ns)
-			}
-			d, err := decodeDeployment(o)
+			o, d, err := loadDeployment(cmd.Context(), s, ns, name)
 			if err != nil {
 				return err
 			}

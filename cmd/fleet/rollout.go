@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -93,6 +94,53 @@ func newRolloutHistoryCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
+// changeDeployment is what undo, restart, pause and resume share: read
+// deploy/NAME, let change edit it (returning the change cause and what to
+// print, or done when there is nothing to change), record it (a new
+// revision when its template is new), then, with wait, converge like
+// apply.
+func changeDeployment(cmd *cobra.Command, g *globals, ref, ns string, wf *waitFlags,
+	change func(d *spec.Deployment, revs []store.Revision) (cause, said string, done bool, err error)) error {
+	name, err := deploymentRef(ref)
+	if err != nil {
+		return err
+	}
+	s, err := g.open(cmd.Context())
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	_, d, err := loadDeployment(cmd.Context(), s, ns, name)
+	if err != nil {
+		return err
+	}
+	revs, err := s.store.Revisions(cmd.Context(), "Deployment", ns, name)
+	if err != nil {
+		return err
+	}
+	cause, said, done, err := change(d, revs)
+	if err != nil || done {
+		if said != "" {
+			fmt.Fprintln(cmd.OutOrStdout(), said)
+		}
+		return err
+	}
+	b, err := json.Marshal(d)
+	if err != nil {
+		return err
+	}
+	applied, err := s.store.Apply(cmd.Context(), []store.Write{{Kind: "Deployment", Namespace: ns, Name: name, Spec: b,
+		TemplateHash: d.PodSpecHash(), ChangeCause: cause}}, time.Now())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(cmd.OutOrStdout(), strings.ReplaceAll(said, "{revision}", strconv.FormatInt(applied[0].Revision, 10)))
+	if wf == nil || !wf.wait {
+		return nil
+	}
+	return converge(cmd, s, g, reconciler.Options{Prune: true}, *wf)
+}
+
 func newRolloutUndoCmd(g *globals) *cobra.Command {
 	var ns string
 	var to int64
@@ -102,63 +150,34 @@ func newRolloutUndoCmd(g *globals) *cobra.Command {
 		Short: "Go back to the previous revision's pod template (or revision N), as a new revision",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, err := deploymentRef(args[0])
-			if err != nil {
-				return err
-			}
-			s, err := g.open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			_, d, err := loadDeployment(cmd.Context(), s, ns, name)
-			if err != nil {
-				return err
-			}
-			revs, err := s.store.Revisions(cmd.Context(), "Deployment", ns, name)
-			if err != nil {
-				return err
-			}
-			var target *store.Revision
-			switch {
-			case to > 0:
-				for i := range revs {
-					if revs[i].Revision == to {
-						target = &revs[i]
+			return changeDeployment(cmd, g, args[0], ns, &wf, func(d *spec.Deployment, revs []store.Revision) (string, string, bool, error) {
+				var target *store.Revision
+				switch {
+				case to > 0:
+					for i := range revs {
+						if revs[i].Revision == to {
+							target = &revs[i]
+						}
 					}
+					if target == nil {
+						return "", "", false, fmt.Errorf("deployment %s has no revision %d (fleet rollout history deploy/%s lists them)", d.Name, to, d.Name)
+					}
+				case len(revs) < 2:
+					return "", "", false, fmt.Errorf("deployment %s has no previous revision to go back to", d.Name)
+				default:
+					target = &revs[len(revs)-2]
 				}
-				if target == nil {
-					return fmt.Errorf("deployment %s has no revision %d (fleet rollout history deploy/%s lists them)", name, to, name)
+				if target.Revision == revs[len(revs)-1].Revision {
+					return "", fmt.Sprintf("deployment.apps/%s already runs revision %d", d.Name, target.Revision), true, nil
 				}
-			case len(revs) < 2:
-				return fmt.Errorf("deployment %s has no previous revision to go back to", name)
-			default:
-				target = &revs[len(revs)-2]
-			}
-			if target.Revision == revs[len(revs)-1].Revision {
-				fmt.Fprintf(cmd.OutOrStdout(), "deployment.apps/%s already runs revision %d\n", name, target.Revision)
-				return nil
-			}
-			var old spec.Deployment
-			if err := json.Unmarshal(target.Spec, &old); err != nil {
-				return fmt.Errorf("decode revision %d of deployment %s: %w", target.Revision, name, err)
-			}
-			d.Template = old.Template
-			b, err := json.Marshal(d)
-			if err != nil {
-				return err
-			}
-			cause := fmt.Sprintf("fleet rollout undo --to-revision %d", target.Revision)
-			applied, err := s.store.Apply(cmd.Context(), []store.Write{{Kind: "Deployment", Namespace: ns, Name: name, Spec: b,
-				TemplateHash: d.PodSpecHash(), ChangeCause: cause}}, time.Now())
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "deployment.apps/%s rolled back to the template of revision %d (now revision %d)\n", name, target.Revision, applied[0].Revision)
-			if !wf.wait {
-				return nil
-			}
-			return converge(cmd, s, g, reconciler.Options{Prune: true}, wf)
+				var old spec.Deployment
+				if err := json.Unmarshal(target.Spec, &old); err != nil {
+					return "", "", false, fmt.Errorf("decode revision %d of deployment %s: %w", target.Revision, d.Name, err)
+				}
+				d.Template = old.Template
+				return fmt.Sprintf("fleet rollout undo --to-revision %d", target.Revision),
+					fmt.Sprintf("deployment.apps/%s rolled back to the template of revision %d (now revision {revision})", d.Name, target.Revision), false, nil
+			})
 		},
 	}
 	cmd.Flags().StringVarP(&ns, "namespace", "n", "default", "namespace")
@@ -175,36 +194,13 @@ func newRolloutRestartCmd(g *globals) *cobra.Command {
 		Short: "Replace every pod of a Deployment (a new revision with a restartedAt annotation)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, err := deploymentRef(args[0])
-			if err != nil {
-				return err
-			}
-			s, err := g.open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			_, d, err := loadDeployment(cmd.Context(), s, ns, name)
-			if err != nil {
-				return err
-			}
-			if d.Template.Annotations == nil {
-				d.Template.Annotations = map[string]string{}
-			}
-			d.Template.Annotations[restartedAtAnnotation] = time.Now().UTC().Format(time.RFC3339Nano)
-			b, err := json.Marshal(d)
-			if err != nil {
-				return err
-			}
-			if _, err := s.store.Apply(cmd.Context(), []store.Write{{Kind: "Deployment", Namespace: ns, Name: name, Spec: b,
-				TemplateHash: d.PodSpecHash(), ChangeCause: "fleet rollout restart"}}, time.Now()); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "deployment.apps/%s restarted\n", name)
-			if !wf.wait {
-				return nil
-			}
-			return converge(cmd, s, g, reconciler.Options{Prune: true}, wf)
+			return changeDeployment(cmd, g, args[0], ns, &wf, func(d *spec.Deployment, _ []store.Revision) (string, string, bool, error) {
+				if d.Template.Annotations == nil {
+					d.Template.Annotations = map[string]string{}
+				}
+				d.Template.Annotations[restartedAtAnnotation] = time.Now().UTC().Format(time.RFC3339Nano)
+				return "fleet rollout restart", fmt.Sprintf("deployment.apps/%s restarted", d.Name), false, nil
+			})
 		},
 	}
 	cmd.Flags().StringVarP(&ns, "namespace", "n", "default", "namespace")
@@ -300,34 +296,13 @@ func newRolloutPauseCmd(g *globals, pause bool) *cobra.Command {
 		Short: short,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, err := deploymentRef(args[0])
-			if err != nil {
-				return err
-			}
-			s, err := g.open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			_, d, err := loadDeployment(cmd.Context(), s, ns, name)
-			if err != nil {
-				return err
-			}
-			if d.Paused == pause {
-				fmt.Fprintf(cmd.OutOrStdout(), "deployment.apps/%s is already %sd\n", name, verb)
-				return nil
-			}
-			d.Paused = pause
-			b, err := json.Marshal(d)
-			if err != nil {
-				return err
-			}
-			if _, err := s.store.Apply(cmd.Context(), []store.Write{{Kind: "Deployment", Namespace: ns, Name: name, Spec: b,
-				TemplateHash: d.PodSpecHash(), ChangeCause: "fleet rollout " + verb}}, time.Now()); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "deployment.apps/%s %sd\n", name, verb)
-			return nil
+			return changeDeployment(cmd, g, args[0], ns, nil, func(d *spec.Deployment, _ []store.Revision) (string, string, bool, error) {
+				if d.Paused == pause {
+					return "", fmt.Sprintf("deployment.apps/%s is already %sd", d.Name, verb), true, nil
+				}
+				d.Paused = pause
+				return "fleet rollout " + verb, fmt.Sprintf("deployment.apps/%s %sd", d.Name, verb), false, nil
+			})
 		},
 	}
 	cmd.Flags().StringVarP(&ns, "namespace", "n", "default", "namespace")
