@@ -48,14 +48,28 @@ func run(m *testing.M) int {
 	}
 	// Unique per run: CI may share the engine with leftovers of other runs.
 	name := fmt.Sprintf("e2e-%d-%d", os.Getpid(), time.Now().Unix()%100000)
-	sb, err = sandbox.New(name, filepath.Join(tmp, "sandbox"), os.Stderr)
+	dir := filepath.Join(tmp, "sandbox")
+	// FLEET_E2E_SANDBOX=NAME:DIR reuses a sandbox (made by `fleet sandbox
+	// up`) and leaves it up: quicker when running one test again.
+	keep := false
+	if v := os.Getenv("FLEET_E2E_SANDBOX"); v != "" {
+		var ok bool
+		if name, dir, ok = strings.Cut(v, ":"); !ok {
+			fmt.Fprintln(os.Stderr, "FLEET_E2E_SANDBOX wants NAME:DIR, got", v)
+			return 1
+		}
+		keep = true
+	}
+	sb, err = sandbox.New(name, dir, os.Stderr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	defer func() {
-		if err := sb.Down(context.Background()); err != nil {
-			fmt.Fprintln(os.Stderr, "sandbox down:", err)
+		if !keep {
+			if err := sb.Down(context.Background()); err != nil {
+				fmt.Fprintln(os.Stderr, "sandbox down:", err)
+			}
 		}
 		sb.Close()
 	}()

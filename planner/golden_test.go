@@ -20,7 +20,7 @@ import (
 // Input lines (blank lines and lines starting with # are ignored):
 //
 //	node NAME [cpu=Q] [mem=Q] [ready | notready | notready=REASON] [unschedulable[=REASON]] [labels=k=v,k=v]
-//	workload NS/NAME replicas=N hash=H [rev=N] [cpu=Q] [mem=Q] [selector=k=v,k=v] [ports=30080/tcp,…] [paused]
+//	workload NS/NAME replicas=N hash=H [rev=N] [cpu=Q] [mem=Q] [selector=k=v,k=v] [ports=30080/tcp,…] [paused] [recreate] [stopfirst] [stable=HASH@REV,NEWREPLICAS]
 //	pod NS/OWNER/NAME node=N hash=H [rev=N] [created=SECONDS] [running | exited | unready] [stale] [cpu=Q] [mem=Q] [ports=…]
 //	prune
 //
@@ -180,6 +180,19 @@ func parseState(input string) (State, error) {
 					w.HostPorts = strings.Split(v, ",")
 				case "paused":
 					w.Paused = true
+				case "recreate":
+					w.Recreate = true
+				case "stopfirst":
+					w.StopFirstOK = true
+				case "stable":
+					// stable=HASH@REV,NEW: a staged rollout keeping
+					// replicas of HASH beside NEW pods of this template.
+					at, n, _ := strings.Cut(v, ",")
+					h, rev, _ := strings.Cut(at, "@")
+					w.Stable = &Stable{SpecHash: h}
+					if w.Stable.Revision, err2 = strconv.ParseInt(rev, 10, 64); err2 == nil {
+						w.NewReplicas, err2 = strconv.Atoi(n)
+					}
 				default:
 					err2 = fmt.Errorf("unknown workload field %q", k)
 				}

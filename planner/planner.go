@@ -33,14 +33,26 @@ func Compute(s State, now time.Time) (Plan, error) {
 	sched := newScheduler(s.Nodes)
 
 	// Diff: which pods count, which stop, what is missing, what is stale.
-	workloads := make([]*diff, len(s.Workloads))
+	workloads := make([]*diff, 0, len(s.Workloads))
 	byKey := make(map[string]*diff, len(s.Workloads))
 	for i := range s.Workloads {
-		d := &diff{w: &s.Workloads[i], key: s.Workloads[i].Key()}
-		workloads[i] = d
+		w := &s.Workloads[i]
+		d := &diff{w: w, key: w.Key()}
+		if w.Stable != nil {
+			// A staged rollout is two diffs of one workload: the stable
+			// template at full strength, and the new one at NewReplicas.
+			sw := *w
+			sw.SpecHash, sw.Revision, sw.Paused, sw.Recreate, sw.Stable = w.Stable.SpecHash, w.Stable.Revision, false, false, nil
+			nw := *w
+			nw.Replicas, nw.Stable = w.NewReplicas, nil
+			d.w = &nw
+			d.stable = &diff{w: &sw, key: d.key}
+			workloads = append(workloads, d.stable)
+		}
+		workloads = append(workloads, d)
 		byKey[d.key] = d
 	}
-	slices.SortFunc(workloads, func(a, b *diff) int { return strings.Compare(a.key, b.key) })
+	slices.SortStableFunc(workloads, func(a, b *diff) int { return strings.Compare(a.key, b.key) })
 
 	stopped := make([]bool, len(pods))
 	var prune []int
@@ -48,6 +60,9 @@ func Compute(s State, now time.Time) (Plan, error) {
 		p := &pods[i]
 		_, ready := sched.ready(p.Node)
 		d := byKey[p.Namespace+"/"+p.Owner]
+		if d != nil && d.stable != nil && p.SpecHash != d.w.SpecHash {
+			d = d.stable
+		}
 		switch {
 		case d == nil:
 			// Unreachable pods cannot be stopped; they are retried when
@@ -103,6 +118,8 @@ type diff struct {
 	lost    []int // on NotReady or unknown machines
 	kept    []int // current minus surplus stops
 	stops   []Step
+	// stable is the other half of a staged rollout (see Workload.Stable).
+	stable *diff
 }
 
 func (d *diff) outOfDate(p *Pod) bool { return p.SpecHash != d.w.SpecHash }
@@ -217,10 +234,37 @@ func (d *diff) placeAll(pods []Pod, sched *scheduler, names *namer, plan *Plan) 
 		unplaced++
 	}
 
+	// Recreate: every pod of another template stops (the executor stops
+	// before it starts), and its replacement is a plain new pod.
+	recreated := 0
+	if w.Recreate && !w.Paused {
+		var old, kept []int
+		for _, i := range d.kept {
+			if d.outOfDate(&pods[i]) {
+				old = append(old, i)
+			} else {
+				kept = append(kept, i)
+			}
+		}
+		slices.SortFunc(old, func(a, b int) int { return strings.Compare(pods[a].Name, pods[b].Name) })
+		for _, i := range old {
+			p := &pods[i]
+			n, _ := sched.ready(p.Node)
+			sched.count[n]--
+			sched.free(n, p.MilliCPU, p.Memory, p.HostPorts)
+			plan.Steps = append(plan.Steps, Stop{Workload: d.key, Pod: p.Name, Node: p.Node,
+				Reason: fmt.Sprintf("spec changed (revision %d → %d), strategy Recreate", p.Revision, w.Revision)})
+		}
+		d.kept, recreated = kept, len(old)
+	}
+
 	// Missing replicas: first those lost with their machine, then growth.
 	missing := w.Replicas - len(d.kept)
 	slices.SortFunc(d.lost, func(a, b int) int { return strings.Compare(pods[a].Name, pods[b].Name) })
 	scaleUp := fmt.Sprintf("scale up %d → %d", len(d.kept)+len(d.lost), w.Replicas)
+	if recreated > 0 {
+		scaleUp = fmt.Sprintf("strategy Recreate: revision %d after its predecessors stop", w.Revision)
+	}
 	for k := range max(missing, 0) {
 		reason := scaleUp
 		if k < len(d.lost) {
@@ -250,6 +294,16 @@ func (d *diff) placeAll(pods []Pod, sched *scheduler, names *namer, plan *Plan) 
 		on, _ := sched.ready(old.Node)
 		sched.count[on]--
 		n, ok := sched.place(w, eligible)
+		stopFirst := false
+		if !ok && w.StopFirstOK {
+			// Room only where the old pod is: it goes first.
+			sched.free(on, old.MilliCPU, old.Memory, old.HostPorts)
+			if n, ok = sched.place(w, eligible); !ok {
+				sched.use(on, old.MilliCPU, old.Memory)
+				sched.hold(on, old.HostPorts)
+			}
+			stopFirst = ok
+		}
 		if !ok {
 			sched.count[on]++
 			fail()
@@ -257,8 +311,9 @@ func (d *diff) placeAll(pods []Pod, sched *scheduler, names *namer, plan *Plan) 
 		}
 		reason := fmt.Sprintf("spec changed (revision %d → %d)", old.Revision, w.Revision)
 		plan.Steps = append(plan.Steps, Replace{
-			Old: Stop{Workload: d.key, Pod: old.Name, Node: old.Node, Reason: reason},
-			New: Run{Workload: d.key, Pod: names.next(w), Node: sched.nodes[n].Name, SpecHash: w.SpecHash, Revision: w.Revision, Reason: reason},
+			Old:       Stop{Workload: d.key, Pod: old.Name, Node: old.Node, Reason: reason},
+			New:       Run{Workload: d.key, Pod: names.next(w), Node: sched.nodes[n].Name, SpecHash: w.SpecHash, Revision: w.Revision, Reason: reason},
+			StopFirst: stopFirst,
 		})
 	}
 	if unplaced > 0 {

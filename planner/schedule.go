@@ -53,6 +53,14 @@ func (s *scheduler) use(node int, cpu, mem int64) {
 	s.nodes[node].memUsed += mem
 }
 
+// free gives back what a pod that stops held on node.
+func (s *scheduler) free(node int, cpu, mem int64, ports []string) {
+	s.use(node, -cpu, -mem)
+	for _, p := range ports {
+		delete(s.nodes[node].ports, p)
+	}
+}
+
 // hold marks host ports taken on node.
 func (s *scheduler) hold(node int, ports []string) {
 	if len(ports) == 0 {

@@ -53,6 +53,25 @@ type Workload struct {
 	// Paused holds the rollout: pods of other templates are not
 	// replaced (missing replicas still start, with this template).
 	Paused bool
+	// Recreate stops every pod of another template before any pod of
+	// this one starts (strategy Recreate).
+	Recreate bool
+	// StopFirstOK allows a replacement that fits nowhere while its
+	// predecessor runs (its host ports, or a full machine) to stop the
+	// predecessor first: the rollout may make replicas unavailable.
+	StopFirstOK bool
+	// Stable, when set, is a canary or blue-green rollout in progress:
+	// Replicas pods of the Stable template stay (and are replaced with it
+	// if lost), beside NewReplicas pods of this template; pods of any
+	// other template go.
+	Stable      *Stable
+	NewReplicas int
+}
+
+// Stable is the template a staged rollout keeps running beside the new one.
+type Stable struct {
+	SpecHash string
+	Revision int64
 }
 
 // Key is namespace/name.
@@ -123,6 +142,9 @@ type Stop struct {
 type Replace struct {
 	Old Stop
 	New Run
+	// StopFirst: the new pod fits only once the old one is gone (host
+	// ports, or capacity), so the old one stops first.
+	StopFirst bool
 }
 
 func (Run) step()     {}
@@ -136,7 +158,11 @@ func (s Stop) String() string {
 	return fmt.Sprintf("stop %s on %s (%s)", s.Pod, s.Node, s.Reason)
 }
 func (r Replace) String() string {
-	return fmt.Sprintf("replace %s on %s with %s on %s (%s)", r.Old.Pod, r.Old.Node, r.New.Pod, r.New.Node, r.New.Reason)
+	order := ""
+	if r.StopFirst {
+		order = ", stop first"
+	}
+	return fmt.Sprintf("replace %s on %s with %s on %s (%s%s)", r.Old.Pod, r.Old.Node, r.New.Pod, r.New.Node, r.New.Reason, order)
 }
 
 // Unplaceable is a replica that no machine can take, with the reason

@@ -59,6 +59,9 @@ type Controller struct {
 	// Drain, when set, waits until no request is in flight to addrs (or
 	// ctx ends); a pod's endpoints are drained before it is stopped.
 	Drain func(ctx context.Context, addrs []string)
+	// Stats, when set, is what the load balancer measured for requests
+	// to addrs: a canary with analysis is judged by it.
+	Stats func(addrs []string) CanaryStats
 	Log   *slog.Logger
 
 	mu      sync.Mutex
@@ -69,6 +72,8 @@ type Controller struct {
 	// what the last pass read, for reroute
 	lastTemplates map[string]*spec.PodTemplate
 	lastServices  []*spec.Service
+	lastSplits    map[string]Split
+	lastRollouts  map[string]*RolloutState
 	routed        bool            // route has run once
 	stopping      map[string]bool // namespace/pod@machine
 	wake          chan struct{}
@@ -171,6 +176,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	c.stopping = map[string]bool{}
 	if c.Routes != nil {
 		c.R.BeforeStop = c.beforeStop
+		c.R.AfterReady = c.afterReady
 	}
 
 	var wg sync.WaitGroup
@@ -220,6 +226,8 @@ func (c *Controller) Run(ctx context.Context) error {
 
 	resync := time.NewTicker(c.Resync)
 	defer resync.Stop()
+	judge := time.NewTicker(canaryJudgeInterval)
+	defer judge.Stop()
 	c.poke()
 	for {
 		select {
@@ -227,6 +235,11 @@ func (c *Controller) Run(ctx context.Context) error {
 			return nil
 		case err := <-lost:
 			return fmt.Errorf("lost the reconcile lease: %w", err)
+		case <-judge.C:
+			if c.judgeCanaries(bg) {
+				c.poke()
+			}
+			continue
 		case <-resync.C:
 		case <-c.wake:
 		}
@@ -241,8 +254,20 @@ func (c *Controller) Run(ctx context.Context) error {
 		if health != nil {
 			health.Sync(bg, res.Observed.Pods, res.templates)
 		}
-		if c.Routes != nil {
+		c.mu.Lock()
+		c.lastSplits, c.lastRollouts = res.splits, res.Rollouts
+		c.mu.Unlock()
+		// A pass that acted observed the machines before it did: its new
+		// pods were routed as they became ready, its stopped ones taken
+		// out before they stopped, and the confirming pass routes anew.
+		if c.Routes != nil && (res.Plan.Empty() || !c.routedOnce()) {
 			c.route(bg, res.Observed, res.templates, res.services)
+		}
+		for _, rb := range res.RolledBack {
+			c.Log.Warn("rollout failed; rolled back", "rollout", rb)
+		}
+		if c.judgeCanaries(bg) {
+			c.poke()
 		}
 		c.Log.Debug("pass", "summary", res.Summary(), "running", res.Current, "desired", res.Desired)
 		if !res.Plan.Empty() || len(res.Restarts) > 0 || len(res.Errors) > 0 {
@@ -460,7 +485,10 @@ func (c *Controller) route(ctx context.Context, obs Observed, templates map[stri
 
 // routeLocked is route with c.routeMu held.
 func (c *Controller) routeLocked(ctx context.Context, obs Observed, templates map[string]*spec.PodTemplate, svcs []*spec.Service) {
-	eps := endpointsOf(svcs, obs, templates)
+	c.mu.Lock()
+	splits := c.lastSplits
+	c.mu.Unlock()
+	eps := endpointsOf(svcs, obs, templates, splits)
 	present := map[string]bool{}
 	for _, p := range obs.Pods {
 		present[p.Namespace+"/"+p.Name+"@"+p.Node] = true
@@ -552,3 +580,94 @@ func (c *Controller) beforeStop(ctx context.Context, ns, pod, machine string) {
 
 // drainTimeout bounds the wait for a stopping pod's requests in flight.
 const drainTimeout = 30 * time.Second
+
+func (c *Controller) routedOnce() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.routed
+}
+
+// afterReady routes a new pod as soon as it is ready, in the middle of a
+// pass (a rolling update's old pods stop only after): its machine is
+// listed again and the endpoints recomputed from that.
+func (c *Controller) afterReady(ctx context.Context, machine string) {
+	pods, err := c.R.listPods(ctx, machine)
+	if err != nil {
+		c.Log.Info("listing a machine for a new pod's endpoints", "machine", machine, "err", err)
+		return
+	}
+	c.routeMu.Lock()
+	defer c.routeMu.Unlock()
+	c.mu.Lock()
+	obs, routed := c.lastObs, c.routed
+	// The pass in progress knows the new pods' template.
+	if v := c.R.current.Load(); v != nil {
+		c.lastTemplates, c.lastServices, c.lastSplits = v.templates, v.services, v.splits
+	}
+	templates, svcs := c.lastTemplates, c.lastServices
+	c.mu.Unlock()
+	if !routed {
+		return
+	}
+	merged := make([]PodStatus, 0, len(obs.Pods)+len(pods))
+	for _, p := range obs.Pods {
+		if p.Node != machine {
+			merged = append(merged, p)
+		}
+	}
+	obs.Pods = append(merged, pods...)
+	c.routeLocked(ctx, obs, templates, svcs)
+}
+
+// CanaryStats is what the load balancer measured for a canary's pods.
+type CanaryStats struct {
+	Requests, Errors uint64
+	P99              time.Duration
+}
+
+// canaryJudgeInterval is how often canaries with analysis are judged
+// between passes.
+const canaryJudgeInterval = time.Second
+
+// judgeCanaries compares each canary's answers at the load balancer
+// with its analysis limits and rolls back the first that exceeds them,
+// reporting whether it did.
+func (c *Controller) judgeCanaries(ctx context.Context) bool {
+	if c.Stats == nil {
+		return false
+	}
+	c.mu.Lock()
+	rollouts, eps := c.lastRollouts, c.lastEps
+	c.mu.Unlock()
+	acted := false
+	for key, st := range rollouts {
+		if st.Strategy != spec.Canary || !st.Split || st.Phase == PhaseComplete || st.Phase == PhaseFailed {
+			continue
+		}
+		ns, name, _ := strings.Cut(key, "/")
+		var addrs []string
+		for _, e := range eps {
+			if e.Namespace != ns {
+				continue
+			}
+			for _, ep := range e.Endpoints {
+				if ep.Canary && ep.Addr != "" && ep.owner == name {
+					addrs = append(addrs, ep.Addr)
+				}
+			}
+		}
+		if len(addrs) == 0 {
+			continue
+		}
+		reason, err := c.R.judge(ctx, key, st.Revision, c.Stats(addrs))
+		if err != nil {
+			c.Log.Warn("canary analysis", "deployment", key, "err", err)
+			continue
+		}
+		if reason != "" {
+			c.Log.Warn("canary aborted; rolled back", "deployment", key, "reason", reason)
+			acted = true
+		}
+	}
+	return acted
+}

@@ -21,6 +21,11 @@ type Endpoint struct {
 	// container port is not published (see Problem).
 	Addr  string `json:"addr,omitempty"`
 	Ready bool   `json:"ready"`
+	// Canary marks the new pods of a canary or blue-green rollout: they
+	// get the port's CanaryPercent of requests.
+	Canary bool `json:"canary,omitempty"`
+
+	owner string // the pod's Deployment
 	// Problem says why a selected pod cannot be an endpoint.
 	Problem string `json:"problem,omitempty"`
 }
@@ -35,6 +40,24 @@ type ServicePortEndpoints struct {
 	// policy from them).
 	Annotations map[string]string `json:"annotations,omitempty"`
 	Endpoints   []Endpoint        `json:"endpoints"`
+	// Split is set while a rollout splits traffic between the Canary
+	// endpoints (CanaryPercent of requests) and the others.
+	Split         bool `json:"split,omitempty"`
+	CanaryPercent int  `json:"canaryPercent,omitempty"`
+}
+
+// ReadySplit is the addresses of the ready endpoints, old and new.
+func (s ServicePortEndpoints) ReadySplit() (stable, canary []string) {
+	for _, e := range s.Endpoints {
+		switch {
+		case !e.Ready || e.Addr == "":
+		case e.Canary:
+			canary = append(canary, e.Addr)
+		default:
+			stable = append(stable, e.Addr)
+		}
+	}
+	return stable, canary
 }
 
 // Ready is the addresses of the ready endpoints.
@@ -62,11 +85,12 @@ func (r *Reconciler) Endpoints(ctx context.Context, obs Observed) ([]ServicePort
 	if err != nil {
 		return nil, err
 	}
-	return endpointsOf(svcs, obs, templates), nil
+	return endpointsOf(svcs, obs, templates, nil), nil
 }
 
-// endpointsOf is the endpoints of svcs among obs's pods.
-func endpointsOf(svcs []*spec.Service, obs Observed, templates map[string]*spec.PodTemplate) []ServicePortEndpoints {
+// endpointsOf is the endpoints of svcs among obs's pods, with the traffic
+// splits of rollouts in progress (by namespace/deployment).
+func endpointsOf(svcs []*spec.Service, obs Observed, templates map[string]*spec.PodTemplate, splits map[string]Split) []ServicePortEndpoints {
 	if len(svcs) == 0 {
 		return nil
 	}
@@ -74,11 +98,11 @@ func endpointsOf(svcs []*spec.Service, obs Observed, templates map[string]*spec.
 	for _, n := range obs.Nodes {
 		addrs[n.Name] = n.Address
 	}
-	return endpoints(svcs, obs.Pods, templates, addrs)
+	return endpoints(svcs, obs.Pods, templates, addrs, splits)
 }
 
 // endpoints is the pure part of Endpoints.
-func endpoints(svcs []*spec.Service, pods []PodStatus, templates map[string]*spec.PodTemplate, addrs map[string]string) []ServicePortEndpoints {
+func endpoints(svcs []*spec.Service, pods []PodStatus, templates map[string]*spec.PodTemplate, addrs map[string]string, splits map[string]Split) []ServicePortEndpoints {
 	var out []ServicePortEndpoints
 	for _, s := range svcs {
 		for _, port := range s.Ports {
@@ -89,7 +113,12 @@ func endpoints(svcs []*spec.Service, pods []PodStatus, templates map[string]*spe
 				if t == nil || !s.Selects(p.Namespace, t.Labels) {
 					continue
 				}
-				spe.Endpoints = append(spe.Endpoints, endpointOf(p, t, port, addrs[p.Node]))
+				ep := endpointOf(p, t, port, addrs[p.Node])
+				if sp, ok := splits[p.Namespace+"/"+p.Owner]; ok {
+					spe.Split, spe.CanaryPercent = true, sp.Percent
+					ep.Canary = p.SpecHash == sp.Hash
+				}
+				spe.Endpoints = append(spe.Endpoints, ep)
 			}
 			sort.Slice(spe.Endpoints, func(i, j int) bool { return spe.Endpoints[i].Pod < spe.Endpoints[j].Pod })
 			out = append(out, spe)
@@ -100,7 +129,7 @@ func endpoints(svcs []*spec.Service, pods []PodStatus, templates map[string]*spe
 }
 
 func endpointOf(p PodStatus, t *spec.PodTemplate, port spec.ServicePort, host string) Endpoint {
-	e := Endpoint{Pod: p.Name, Node: p.Node}
+	e := Endpoint{Pod: p.Name, Node: p.Node, owner: p.Owner}
 	// The container and container port the target port means.
 	cname, cport := "", 0
 	for _, c := range t.Spec.Containers {

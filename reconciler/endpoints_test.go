@@ -33,7 +33,7 @@ func TestEndpoints(t *testing.T) {
 		Ports: []spec.ServicePort{{Port: 81, Protocol: "TCP", TargetPort: spec.IntOrString{Int: 7000}}}}
 	other.Namespace, other.Name = "default", "other"
 	addrs := map[string]string{"m1": "10.0.0.1", "m2": "10.0.0.2", "m3": "10.0.0.3"}
-	got := endpoints([]*spec.Service{svc, other}, pods, templates, addrs)
+	got := endpoints([]*spec.Service{svc, other}, pods, templates, addrs, nil)
 	if len(got) != 2 || got[1].Key() != "default/web:80" {
 		t.Fatalf("got %+v", got)
 	}

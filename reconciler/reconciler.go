@@ -8,10 +8,12 @@ package reconciler
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
@@ -31,6 +33,10 @@ type Store interface {
 	AddEvents(ctx context.Context, evs ...store.Event) error
 	SaveMachinePods(ctx context.Context, m store.MachinePods) error
 	AllMachinePods(ctx context.Context) ([]store.MachinePods, error)
+	Rollouts(ctx context.Context) ([]store.Rollout, error)
+	SaveRolloutState(ctx context.Context, namespace, name string, state []byte, now time.Time) error
+	// Change rewrites one object (an automatic rollback).
+	Change(ctx context.Context, kind, namespace, name string, now time.Time, fn func(spec []byte) (store.Write, error)) (store.Applied, error)
 }
 
 var _ Store = (*store.Store)(nil)
@@ -52,15 +58,15 @@ type Reconciler struct {
 	// PerMachine bounds concurrent container operations on one machine.
 	// Default 4.
 	PerMachine int
-	// ReadyTimeout bounds the wait for a replacement pod to run before its
-	// predecessor is stopped. Default 60s.
-	ReadyTimeout time.Duration
 	// ListTimeout bounds listing one machine's containers. Default 3s;
 	// a Controller sets half its node timeout.
 	ListTimeout time.Duration
 	// BeforeStop, when set, is called before a pod is stopped (a
 	// Controller takes it out of the load balancer and drains it).
 	BeforeStop func(ctx context.Context, namespace, pod, machine string)
+	// AfterReady, when set, is called once a rolling update's new pod is
+	// ready, before its predecessor stops (a Controller routes it).
+	AfterReady func(ctx context.Context, machine string)
 	// Probes, when set, gates a replacement on its startup and readiness
 	// probes before its predecessor stops.
 	Probes *probe.Runner
@@ -68,6 +74,9 @@ type Reconciler struct {
 	Now    func() time.Time
 
 	mem memory
+	// current is what the pass in progress read, for routing its new
+	// pods before it ends.
+	current atomic.Pointer[passView]
 	// returnedAt, set by a Controller, is when a machine last became
 	// Ready after being NotReady; silent reports a machine whose pings
 	// have gone unanswered for half the node timeout.
@@ -105,9 +114,18 @@ type Result struct {
 	// back-off may be started: pass again then.
 	RequeueAfter time.Duration
 
+	// Rollouts are the Deployments' rollouts after the pass, by
+	// namespace/name.
+	Rollouts map[string]*RolloutState
+	// RolledBack says which rollouts this pass gave up and rolled back.
+	RolledBack []string
+
 	// What the pass read, for the Controller to reuse (probes, routes).
 	templates map[string]*spec.PodTemplate
 	services  []*spec.Service
+	// splits are the traffic splits of canary and blue-green rollouts,
+	// by namespace/name.
+	splits map[string]Split
 }
 
 // Converged reports whether the pass found nothing to do and nothing wrong.
@@ -120,6 +138,31 @@ type desired struct {
 	workload  planner.Workload
 	deploy    *spec.Deployment
 	nodePorts nodePorts
+}
+
+// window is how many replacements of a rolling update may be in flight:
+// surge start before their predecessors stop, unavailable stop before
+// their successors are ready. Percentages are of the replicas, surge
+// rounded up and unavailable down, as Kubernetes does; never both 0.
+func (d *desired) window() (surge, unavailable int) {
+	st, n := d.deploy.Strategy, d.workload.Replicas
+	resolve := func(v spec.IntOrPercent, up bool) int {
+		if !v.Percent {
+			return v.Value
+		}
+		if up {
+			return (v.Value*n + 99) / 100
+		}
+		return v.Value * n / 100
+	}
+	if st.Type != spec.RollingUpdate {
+		return 1, 0 // the superseded pods of a staged rollout: one by one
+	}
+	surge, unavailable = resolve(st.MaxSurge, true), resolve(st.MaxUnavailable, false)
+	if surge == 0 && unavailable == 0 {
+		surge = 1
+	}
+	return surge, unavailable
 }
 
 func (r *Reconciler) now() time.Time {
@@ -177,12 +220,16 @@ func (r *Reconciler) readDesired(ctx context.Context) ([]desired, map[string]*sp
 		np := nodePortsFor(o.Namespace, &d.Template, svcs)
 		hash := np.hash(d.PodSpecHash())
 		templates[templateKey(o.Namespace, o.Name, hash)] = &d.Template
-		out = append(out, desired{deploy: &d, nodePorts: np, workload: planner.Workload{
+		dd := desired{deploy: &d, nodePorts: np, workload: planner.Workload{
 			Namespace: o.Namespace, Name: o.Name, Replicas: d.Replicas, SpecHash: hash,
 			Revision: rev, MilliCPU: cpu, Memory: mem, NodeSelector: d.Template.Spec.NodeSelector,
 			HostPorts: append(hostPorts(d.Template.Spec), np.held()...),
 			Paused:    d.Paused,
-		}})
+			Recreate:  d.Strategy.Type == spec.Recreate,
+		}}
+		_, unavailable := dd.window()
+		dd.workload.StopFirstOK = unavailable > 0
+		out = append(out, dd)
 	}
 	return out, templates, svcs, nil
 }
@@ -207,24 +254,66 @@ func (r *Reconciler) services(ctx context.Context) ([]*spec.Service, error) {
 
 // Pass runs one observe → plan → apply cycle.
 func (r *Reconciler) Pass(ctx context.Context, opts Options) (Result, error) {
-	want, templates, svcs, err := r.readDesired(ctx)
-	if err != nil {
-		return Result{}, err
+	began := time.Now()
+	obs := r.observe(ctx, !opts.DryRun)
+	observed := time.Since(began)
+	var (
+		want      []desired
+		templates map[string]*spec.PodTemplate
+		svcs      []*spec.Service
+		rolls     []*rolling
+		res       Result
+	)
+	// Read what is desired and advance the rollouts by what is observed;
+	// a rollout given up now is rolled back, and read again.
+	for attempt := 0; ; attempt++ {
+		var err error
+		if want, templates, svcs, err = r.readDesired(ctx); err != nil {
+			return Result{}, err
+		}
+		if rolls, err = r.rollouts(ctx, want, obs); err != nil {
+			return Result{}, err
+		}
+		var failed []*rolling
+		for _, ro := range rolls {
+			if ro.fail != "" && !opts.DryRun && attempt == 0 {
+				failed = append(failed, ro)
+			}
+		}
+		if len(failed) == 0 {
+			break
+		}
+		for _, ro := range failed {
+			if err := r.rollBack(ctx, ro, ro.fail); err != nil {
+				return Result{}, err
+			}
+			res.RolledBack = append(res.RolledBack, fmt.Sprintf("%s: revision %d %s", ro.key, ro.state.FailedRevision, ro.fail))
+		}
+		if err := r.saveRollouts(ctx, rolls); err != nil {
+			return Result{}, err
+		}
 	}
 	workloads := make([]planner.Workload, len(want))
 	byKey := map[string]desired{}
+	res.Rollouts, res.splits = map[string]*RolloutState{}, map[string]Split{}
 	for i, d := range want {
 		workloads[i] = d.workload
 		byKey[d.workload.Key()] = d
 	}
-	began := time.Now()
-	obs := r.observe(ctx, !opts.DryRun)
-	observed := time.Since(began)
+	for _, ro := range rolls {
+		res.Rollouts[ro.key] = ro.state
+		if ro.state.Split {
+			res.splits[ro.key] = Split{Hash: ro.state.Hash, Percent: ro.state.Weight}
+		}
+		if ro.requeue > 0 && (res.RequeueAfter == 0 || ro.requeue < res.RequeueAfter) {
+			res.RequeueAfter = ro.requeue
+		}
+	}
 	plan, err := planner.Compute(plannerState(obs, workloads, opts.Prune, r.staleBefore), r.now())
 	if err != nil {
 		return Result{}, fmt.Errorf("plan: %w", err)
 	}
-	res := Result{Observed: obs, Plan: plan, templates: templates, services: svcs}
+	res.Observed, res.Plan, res.templates, res.services = obs, plan, templates, svcs
 	// Keyed by namespace, name and machine: one name can be on two
 	// machines when a cut-off machine returns.
 	stopKey := func(workload, pod, node string) string {
@@ -263,25 +352,80 @@ func (r *Reconciler) Pass(ctx context.Context, opts Options) (Result, error) {
 		}
 		return res, nil
 	}
-	ex := &executor{r: r, byKey: byKey, sems: map[string]chan struct{}{}, pods: obs.Pods}
+	if err := r.saveRollouts(ctx, rolls); err != nil {
+		return res, err
+	}
+	r.current.Store(&passView{templates: templates, services: svcs, splits: res.splits})
+	ex := &executor{r: r, byKey: byKey, templates: templates, sems: map[string]chan struct{}{}, pods: obs.Pods, failed: map[string]string{}}
 	res.Errors = ex.run(ctx, plan, restart)
 	if !plan.Empty() || len(restart) > 0 {
 		r.log().Debug("pass timing", "observe", observed.Round(time.Millisecond), "images", ex.imagesTook.Round(time.Millisecond),
 			"total", time.Since(began).Round(time.Millisecond))
 	}
 	res.Restarts = ex.restarted
-	res.RequeueAfter = ex.requeue
+	if ex.requeue > 0 && (res.RequeueAfter == 0 || ex.requeue < res.RequeueAfter) {
+		res.RequeueAfter = ex.requeue
+	}
+	// A rolling update whose new pods failed is rolled back now; the next
+	// pass brings the old template back.
+	for _, ro := range rolls {
+		why, ok := ex.failed[ro.key]
+		if !ok || ro.state.Phase == PhaseComplete {
+			continue
+		}
+		if err := r.rollBack(ctx, ro, why); err != nil {
+			res.Errors = append(res.Errors, err)
+			continue
+		}
+		res.RolledBack = append(res.RolledBack, fmt.Sprintf("%s: revision %d %s", ro.key, ro.state.FailedRevision, why))
+	}
+	if err := r.saveRollouts(ctx, rolls); err != nil {
+		return res, err
+	}
 	return res, nil
+}
+
+// passView is what a pass read that routing needs.
+type passView struct {
+	templates map[string]*spec.PodTemplate
+	services  []*spec.Service
+	splits    map[string]Split
+}
+
+// rollouts reads the rollout records and advances each Deployment's.
+func (r *Reconciler) rollouts(ctx context.Context, want []desired, obs Observed) ([]*rolling, error) {
+	states, err := ReadRollouts(ctx, r.Store)
+	if err != nil {
+		return nil, err
+	}
+	now := r.now()
+	out := make([]*rolling, len(want))
+	for i := range want {
+		key := want[i].workload.Key()
+		st := states[key]
+		var saved []byte
+		if st == nil {
+			st = &RolloutState{}
+		} else {
+			saved, _ = json.Marshal(st)
+		}
+		ro := &rolling{key: key, d: &want[i], state: st, saved: saved}
+		r.progress(ro, obs, now)
+		out[i] = ro
+	}
+	return out, nil
 }
 
 // executor applies one plan.
 type executor struct {
-	r     *Reconciler
-	byKey map[string]desired
-	pods  []PodStatus
+	r         *Reconciler
+	byKey     map[string]desired
+	templates map[string]*spec.PodTemplate
+	pods      []PodStatus
 
 	mu         sync.Mutex
 	sems       map[string]chan struct{}
+	failed     map[string]string // workload → why its new pods failed
 	errs       []error
 	events     []store.Event
 	restarted  []string
@@ -376,24 +520,11 @@ func (e *executor) run(ctx context.Context, plan planner.Plan, restart []PodStat
 			e.restart(ctx, p)
 		}()
 	}
-	// Replacements go one at a time within a workload, start-first.
 	for _, key := range sortedKeys(replaces) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for _, rp := range replaces[key] {
-				if err := failedImage[rp.New.Node+" "+rp.New.Workload]; err != nil {
-					return
-				}
-				if !e.start(ctx, rp.New) {
-					return
-				}
-				if err := e.waitReady(ctx, rp.New); err != nil {
-					e.fail(err)
-					return
-				}
-				e.stop(ctx, rp.Old)
-			}
+			e.roll(ctx, key, replaces[key], failedImage)
 		}()
 	}
 	wg.Wait()
@@ -409,8 +540,7 @@ func (e *executor) ensureImages(ctx context.Context, runs []planner.Run) map[str
 	need := map[string]map[string]bool{} // image → machines
 	users := map[string][]planner.Run{}
 	for _, r := range runs {
-		d := e.byKey[r.Workload]
-		for _, c := range d.deploy.Template.Spec.Containers {
+		for _, c := range e.template(r).Spec.Containers {
 			if need[c.Image] == nil {
 				need[c.Image] = map[string]bool{}
 			}
@@ -452,6 +582,7 @@ func (e *executor) start(ctx context.Context, s planner.Run) bool {
 	defer func() { <-sem }()
 	d := e.byKey[s.Workload]
 	ns, owner := d.workload.Namespace, d.workload.Name
+	tpl := e.template(s)
 	dk, err := e.r.Docker(s.Node)
 	if err != nil {
 		e.fail(fmt.Errorf("%s: run %s: %w", s.Node, s.Pod, err))
@@ -459,8 +590,8 @@ func (e *executor) start(ctx context.Context, s planner.Run) bool {
 	}
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
-	for _, c := range d.deploy.Template.Spec.Containers {
-		cfg, host := containerConfig(ns, owner, s.Pod, s.Revision, s.SpecHash, d.deploy.Template.Spec, c, d.nodePorts[c.Name])
+	for _, c := range tpl.Spec.Containers {
+		cfg, host := containerConfig(ns, owner, s.Pod, s.Revision, s.SpecHash, tpl.Spec, c, d.nodePorts[c.Name])
 		name := ContainerName(ns, s.Pod, c.Name)
 		created, err := dk.ContainerCreate(ctx, cfg, host, nil, nil, name)
 		if errdefs.IsConflict(err) {
@@ -483,7 +614,7 @@ func (e *executor) start(ctx context.Context, s planner.Run) bool {
 			return false
 		}
 	}
-	cpu, mem := podRequests(d.deploy.Template.Spec)
+	cpu, mem := podRequests(tpl.Spec)
 	e.r.remember(ctx, PodStatus{Name: s.Pod, Namespace: ns, Owner: owner, Kind: "Deployment", Node: s.Node, Status: Running,
 		Revision: s.Revision, SpecHash: s.SpecHash, Created: e.r.now().UTC(), MilliCPU: cpu, Memory: mem})
 	e.event("Normal", "Started", ns, s.Pod, s.Node, fmt.Sprintf("started on %s: %s", s.Node, s.Reason))
@@ -491,70 +622,250 @@ func (e *executor) start(ctx context.Context, s planner.Run) bool {
 	return true
 }
 
-// waitReady waits until every container of a replacement runs and, when
-// it has a startup or readiness probe and the Reconciler can probe, until
-// those pass: only then is its predecessor stopped.
-func (e *executor) waitReady(ctx context.Context, s planner.Run) error {
+// template is the pod template a run starts: the Deployment's, or, for
+// the stable set of a canary or blue-green rollout, that revision's.
+func (e *executor) template(s planner.Run) *spec.PodTemplate {
 	d := e.byKey[s.Workload]
-	timeout := e.r.ReadyTimeout
-	if timeout <= 0 {
-		timeout = 60 * time.Second
-	}
-	if e.r.Probes != nil {
-		// A startup probe may allow longer than that; so does it here.
-		for _, c := range d.deploy.Template.Spec.Containers {
-			if timeout < probesAllow(c)+10*time.Second {
-				timeout = probesAllow(c) + 10*time.Second
-			}
+	if s.SpecHash != d.workload.SpecHash {
+		if t := e.templates[templateKey(d.workload.Namespace, d.workload.Name, s.SpecHash)]; t != nil {
+			return t
 		}
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	return &d.deploy.Template
+}
+
+// rolloutFailure is a new pod that will not do: not ready within the
+// progress deadline, or crash-looping. The rollout is given up.
+type rolloutFailure struct{ err error }
+
+func (f rolloutFailure) Error() string { return f.err.Error() }
+
+// roll runs one workload's replacements, as many at a time as its
+// strategy's window allows: a start-first replacement holds a surge slot
+// until its predecessor is gone, a stop-first one an unavailable slot
+// until its successor is ready. The first failed new pod stops the
+// roll; the pass then rolls the Deployment back.
+func (e *executor) roll(ctx context.Context, key string, steps []planner.Replace, failedImage map[string]error) {
+	d := e.byKey[key]
+	surge, unavailable := d.window()
+	var (
+		mu          sync.Mutex
+		cond        = sync.NewCond(&mu)
+		extra, down int
+		stopped     bool
+		wg          sync.WaitGroup
+	)
+	for _, rp := range steps {
+		if failedImage[rp.New.Node+" "+rp.New.Workload] != nil {
+			continue
+		}
+		mu.Lock()
+		stopFirst := false
+		for !stopped {
+			if !rp.StopFirst && extra < surge {
+				extra++
+				break
+			}
+			if down < max(unavailable, 1) && (unavailable > 0 || rp.StopFirst) {
+				down, stopFirst = down+1, true
+				break
+			}
+			cond.Wait()
+		}
+		if stopped {
+			mu.Unlock()
+			break
+		}
+		mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := e.replace(ctx, rp, stopFirst)
+			mu.Lock()
+			defer mu.Unlock()
+			if stopFirst {
+				down--
+			} else {
+				extra--
+			}
+			if err != nil {
+				stopped = true
+				if f, ok := err.(rolloutFailure); ok {
+					e.mu.Lock()
+					if _, seen := e.failed[key]; !seen {
+						e.failed[key] = f.err.Error()
+					}
+					e.mu.Unlock()
+				}
+			}
+			cond.Broadcast()
+		}()
+	}
+	wg.Wait()
+}
+
+// replace brings up rp's new pod and stops its old one: start-first
+// (new, ready, then old stops) or stop-first.
+func (e *executor) replace(ctx context.Context, rp planner.Replace, stopFirst bool) error {
+	if stopFirst {
+		e.stop(ctx, rp.Old)
+	}
+	if !e.start(ctx, rp.New) {
+		return errors.New("start failed") // recorded by start
+	}
+	if err := e.waitReady(ctx, rp.New); err != nil {
+		ns, _, _ := strings.Cut(rp.New.Workload, "/")
+		e.event("Warning", "Unhealthy", ns, rp.New.Pod, rp.New.Node, err.Error())
+		e.fail(err)
+		return err
+	}
+	if e.r.AfterReady != nil {
+		e.r.AfterReady(ctx, rp.New.Node)
+	}
+	if !stopFirst {
+		e.stop(ctx, rp.Old)
+	}
+	return nil
+}
+
+// waitReady waits until every container of a new pod runs and, when it
+// has a startup or readiness probe and the Reconciler can probe, until
+// those pass, then minReadySeconds more: only then is its predecessor
+// stopped. Not ready within the Deployment's progressDeadlineSeconds, or
+// restarting over and over, is a rolloutFailure; a machine that cannot be
+// asked is not.
+func (e *executor) waitReady(ctx context.Context, s planner.Run) error {
+	d := e.byKey[s.Workload]
+	containers := e.template(s).Spec.Containers
+	timeout := time.Duration(d.deploy.ProgressDeadlineSeconds) * time.Second
+	if timeout <= 0 {
+		timeout = 10 * time.Minute
+	}
+	ctx, cancel := context.WithTimeoutCause(ctx, timeout, errDeadline)
 	defer cancel()
 	dk, err := e.r.Docker(s.Node)
 	if err != nil {
 		return err
 	}
+	inspect := func() ([]container.InspectResponse, error) {
+		var out []container.InspectResponse
+		for _, c := range containers {
+			insp, err := dk.ContainerInspect(ctx, ContainerName(d.workload.Namespace, s.Pod, c.Name))
+			if err != nil {
+				return out, err
+			}
+			if insp.ContainerJSONBase == nil || insp.State == nil {
+				return out, fmt.Errorf("container %s: no state", c.Name)
+			}
+			out = append(out, insp)
+		}
+		return out, nil
+	}
+	crashing := func(running []container.InspectResponse) error {
+		for i, insp := range running {
+			if insp.RestartCount >= crashLoopRestarts {
+				return rolloutFailure{fmt.Errorf("%s: new pod %s is crash-looping: container %s restarted %d times (last exit code %d)",
+					s.Node, s.Pod, containers[i].Name, insp.RestartCount, insp.State.ExitCode)}
+			}
+		}
+		return nil
+	}
+	// failed says why the wait ended: the deadline (the rollout fails)
+	// or anything else (it does not).
+	failed := func(what string, lastErr error) error {
+		if context.Cause(ctx) == errDeadline && lastErr == nil && (e.r.silent == nil || !e.r.silent(s.Node)) {
+			return rolloutFailure{fmt.Errorf("%s: new pod %s %s within progressDeadlineSeconds (%s)", s.Node, s.Pod, what, timeout)}
+		}
+		if lastErr == nil {
+			lastErr = context.Cause(ctx)
+		}
+		return fmt.Errorf("%s: new pod %s %s: %w; kept its predecessor", s.Node, s.Pod, what, lastErr)
+	}
 	var running []container.InspectResponse
 	for {
-		running = running[:0]
-		for _, c := range d.deploy.Template.Spec.Containers {
-			insp, err := dk.ContainerInspect(ctx, ContainerName(d.workload.Namespace, s.Pod, c.Name))
-			if err != nil || insp.ContainerJSONBase == nil || insp.State == nil || !insp.State.Running {
+		insps, err := inspect()
+		if err == nil {
+			if f := crashing(insps); f != nil {
+				return f
+			}
+			all := true
+			for _, insp := range insps {
+				all = all && insp.State.Running
+			}
+			if all {
+				running = insps
 				break
 			}
-			running = append(running, insp)
-		}
-		if len(running) == len(d.deploy.Template.Spec.Containers) {
-			break
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%s: replacement %s not running after %s; kept its predecessor", s.Node, s.Pod, timeout)
+			if errdefs.IsNotFound(err) {
+				err = nil // removed or never created: the pod's own failure
+			}
+			return failed("not running", err)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	if e.r.Probes == nil {
-		return nil
-	}
-	for i, c := range d.deploy.Template.Spec.Containers {
-		if c.StartupProbe == nil && c.ReadinessProbe == nil {
-			continue
-		}
-		insp := running[i]
-		started, _ := time.Parse(time.RFC3339Nano, insp.State.StartedAt)
-		t := probe.Target{Machine: s.Node, ContainerID: insp.ID, IP: containerIP(insp), Ports: c.Ports}
-		for _, p := range []*spec.Probe{c.StartupProbe, c.ReadinessProbe} {
-			if p == nil {
+	if e.r.Probes != nil {
+		// While the probes run, a crash loop ends the wait early.
+		pctx, pcancel := context.WithCancelCause(ctx)
+		defer pcancel(nil)
+		go func() {
+			for pctx.Err() == nil {
+				select {
+				case <-pctx.Done():
+					return
+				case <-time.After(500 * time.Millisecond):
+				}
+				if insps, err := inspect(); err == nil {
+					if f := crashing(insps); f != nil {
+						pcancel(f)
+					}
+				}
+			}
+		}()
+		for i, c := range containers {
+			if c.StartupProbe == nil && c.ReadinessProbe == nil {
 				continue
 			}
-			if msg, ok := e.r.passes(ctx, p, t, started); !ok {
-				return fmt.Errorf("%s: replacement %s not ready after %s (%s); kept its predecessor", s.Node, s.Pod, timeout, msg)
+			insp := running[i]
+			started, _ := time.Parse(time.RFC3339Nano, insp.State.StartedAt)
+			t := probe.Target{Machine: s.Node, ContainerID: insp.ID, IP: containerIP(insp), Ports: c.Ports}
+			for _, p := range []*spec.Probe{c.StartupProbe, c.ReadinessProbe} {
+				if p == nil {
+					continue
+				}
+				if msg, ok := e.r.passes(pctx, p, t, started); !ok {
+					if f, isFailure := context.Cause(pctx).(rolloutFailure); isFailure {
+						return f
+					}
+					return failed("not ready ("+msg+")", nil)
+				}
+			}
+			e.r.probed(insp.ID, started, true, true, "")
+		}
+	}
+	if min := time.Duration(d.deploy.MinReadySeconds) * time.Second; min > 0 {
+		select {
+		case <-ctx.Done():
+			return failed("not ready for minReadySeconds", nil)
+		case <-time.After(min):
+		}
+		insps, err := inspect()
+		if err != nil {
+			return failed("not ready for minReadySeconds", err)
+		}
+		for i, insp := range insps {
+			if !insp.State.Running || insp.RestartCount != running[i].RestartCount {
+				return rolloutFailure{fmt.Errorf("%s: new pod %s: container %s stopped within minReadySeconds (%ds)", s.Node, s.Pod, containers[i].Name, d.deploy.MinReadySeconds)}
 			}
 		}
-		e.r.probed(insp.ID, started, true, true, "")
 	}
 	return nil
 }
+
+// errDeadline ends a new pod's wait at its Deployment's progress deadline.
+var errDeadline = errors.New("progress deadline exceeded")
 
 // probesAllow is how long a container's startup and readiness probes may
 // take to pass, by their own settings.

@@ -119,6 +119,7 @@ type fakeStore struct {
 	objs        []store.Object
 	events      []store.Event
 	machinePods []store.MachinePods
+	rollouts    map[string][]byte
 }
 
 func (s *fakeStore) List(_ context.Context, kind, _ string) ([]store.Object, error) {
@@ -157,6 +158,31 @@ func (s *fakeStore) AllMachinePods(context.Context) ([]store.MachinePods, error)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.machinePods, nil
+}
+
+func (s *fakeStore) Rollouts(context.Context) ([]store.Rollout, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []store.Rollout
+	for k, b := range s.rollouts {
+		ns, name, _ := strings.Cut(k, "/")
+		out = append(out, store.Rollout{Namespace: ns, Name: name, State: b})
+	}
+	return out, nil
+}
+
+func (s *fakeStore) SaveRolloutState(_ context.Context, ns, name string, state []byte, _ time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.rollouts == nil {
+		s.rollouts = map[string][]byte{}
+	}
+	s.rollouts[ns+"/"+name] = state
+	return nil
+}
+
+func (s *fakeStore) Change(context.Context, string, string, string, time.Time, func([]byte) (store.Write, error)) (store.Applied, error) {
+	return store.Applied{}, errors.New("fakeStore: Change not supported")
 }
 
 func (s *fakeStore) set(t *testing.T, name, image string, replicas int) {

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -29,8 +30,13 @@ var (
 		known:       []string{"matchLabels"},
 		unsupported: map[string]string{"matchExpressions": "not supported yet; use matchLabels"},
 	}
-	strategySchema      = schema{known: []string{"type", "rollingUpdate"}}
+	strategySchema      = schema{known: []string{"type", "rollingUpdate", "canary", "blueGreen"}}
 	rollingUpdateSchema = schema{known: []string{"maxSurge", "maxUnavailable"}}
+	canarySchema        = schema{known: []string{"steps", "analysis"}}
+	canaryStepSchema    = schema{known: []string{"setWeight", "pause"}}
+	canaryPauseSchema   = schema{known: []string{"duration"}}
+	analysisSchema      = schema{known: []string{"maxErrorRate", "maxP99", "minRequests"}}
+	blueGreenSchema     = schema{known: []string{"autoPromotionEnabled", "scaleDownDelaySeconds"}}
 	templateSchema      = schema{known: []string{"metadata", "spec"}}
 	templateMetaSchema  = schema{
 		known: []string{"labels", "annotations"},
@@ -222,20 +228,22 @@ func (d *decoder) strategy(n *yaml.Node, path string, s *Strategy) {
 	if !d.mapping(n, path, " with type and rollingUpdate") {
 		return
 	}
-	var rollingLine int
+	lines := map[string]int{} // of the type-specific sections
 	surge, unavailable := s.MaxSurge, s.MaxUnavailable
 	surgeLine := 0
+	var canary CanaryStrategy
+	blueGreen := BlueGreenStrategy{AutoPromotion: true, ScaleDownDelaySeconds: defaultScaleDownDelaySeconds}
 	d.fields(n, path, strategySchema, func(key string, v *yaml.Node, path string) {
 		switch key {
 		case "type":
-			if t, ok := d.oneOf(v, path, RollingUpdate, Recreate); ok {
+			if t, ok := d.oneOf(v, path, RollingUpdate, Recreate, Canary, BlueGreen); ok {
 				s.Type = t
 			}
 		case "rollingUpdate":
 			if !d.mapping(v, path, " with maxSurge and maxUnavailable") {
 				return
 			}
-			rollingLine = d.keyLine
+			lines[key] = d.keyLine
 			d.fields(v, path, rollingUpdateSchema, func(key string, v *yaml.Node, path string) {
 				switch key {
 				case "maxSurge":
@@ -251,19 +259,192 @@ func (d *decoder) strategy(n *yaml.Node, path string, s *Strategy) {
 					}
 				}
 			})
+		case "canary":
+			lines[key] = d.keyLine
+			d.canary(v, path, &canary)
+		case "blueGreen":
+			lines[key] = d.keyLine
+			d.blueGreen(v, path, &blueGreen)
 		}
 	})
-	if s.Type == Recreate {
-		if rollingLine > 0 {
-			d.errorf(rollingLine, path+".rollingUpdate", "not allowed when type is Recreate")
+	// A section for another type is a mistake worth naming.
+	sections := map[string]string{RollingUpdate: "rollingUpdate", Canary: "canary", BlueGreen: "blueGreen"}
+	for _, sec := range []string{"rollingUpdate", "canary", "blueGreen"} {
+		if line := lines[sec]; line > 0 && sections[s.Type] != sec {
+			d.errorf(line, path+"."+sec, "not allowed when type is %s", s.Type)
 		}
-		s.MaxSurge, s.MaxUnavailable = IntOrPercent{}, IntOrPercent{}
+	}
+	switch s.Type {
+	case RollingUpdate:
+		if surge.Value == 0 && unavailable.Value == 0 {
+			d.errorf(max(surgeLine, lines["rollingUpdate"]), path+".rollingUpdate", "maxSurge and maxUnavailable must not both be 0, or no replica could ever be replaced")
+		}
+		s.MaxSurge, s.MaxUnavailable = surge, unavailable
+		return
+	case Canary:
+		if lines["canary"] == 0 {
+			d.errorf(n.Line, path+".canary.steps", "required when type is Canary: for example [{setWeight: 10}, {pause: {duration: 30s}}, {setWeight: 50}, {pause: {}}]")
+		}
+		s.Canary = &canary
+	case BlueGreen:
+		s.BlueGreen = &blueGreen
+	}
+	s.MaxSurge, s.MaxUnavailable = IntOrPercent{}, IntOrPercent{}
+}
+
+// defaultScaleDownDelaySeconds is how long a blue-green rollout keeps the
+// old set after the switch, as Argo Rollouts does.
+const defaultScaleDownDelaySeconds = 30
+
+func (d *decoder) canary(n *yaml.Node, path string, c *CanaryStrategy) {
+	if !d.mapping(n, path, " with steps") {
 		return
 	}
-	if surge.Value == 0 && unavailable.Value == 0 {
-		d.errorf(max(surgeLine, rollingLine), path+".rollingUpdate", "maxSurge and maxUnavailable must not both be 0, or no replica could ever be replaced")
+	hasSteps := false
+	d.fields(n, path, canarySchema, func(key string, v *yaml.Node, path string) {
+		switch key {
+		case "steps":
+			hasSteps = true
+			items := d.list(v, path, " of steps")
+			if len(items) == 0 && !isNull(v) {
+				d.errorf(v.Line, path, "needs at least one step, such as {setWeight: 10}")
+			}
+			for i, item := range items {
+				ipath := fmt.Sprintf("%s[%d]", path, i)
+				if !d.mapping(item, ipath, " with setWeight or pause") {
+					continue
+				}
+				var step CanaryStep
+				keys := 0
+				d.fields(item, ipath, canaryStepSchema, func(key string, v *yaml.Node, path string) {
+					keys++
+					switch key {
+					case "setWeight":
+						if w, ok := d.atLeast(v, path, 1); ok {
+							if w > 100 {
+								d.errorf(v.Line, path, "must be at most 100, got %d", w)
+								return
+							}
+							step.SetWeight = &w
+						}
+					case "pause":
+						step.Pause = &CanaryPause{}
+						if isNull(v) || !d.mapping(v, path, " such as {duration: 30s}, or {} to wait for fleet rollout promote") {
+							return
+						}
+						d.fields(v, path, canaryPauseSchema, func(_ string, v *yaml.Node, path string) {
+							if dur, ok := d.duration(v, path); ok {
+								if dur < time.Second {
+									d.errorf(v.Line, path, "must be at least 1s; leave duration out to wait for fleet rollout promote")
+									return
+								}
+								step.Pause.Seconds = int(dur.Round(time.Second) / time.Second)
+							}
+						})
+					}
+				})
+				if keys != 1 {
+					d.errorf(item.Line, ipath, "needs exactly one of setWeight and pause")
+					continue
+				}
+				if step.SetWeight == nil && step.Pause == nil {
+					continue // reported
+				}
+				c.Steps = append(c.Steps, step)
+			}
+		case "analysis":
+			if !d.mapping(v, path, " with maxErrorRate, maxP99 and minRequests") {
+				return
+			}
+			a := &CanaryAnalysis{MinRequests: defaultAnalysisMinRequests}
+			d.fields(v, path, analysisSchema, func(key string, v *yaml.Node, path string) {
+				switch key {
+				case "maxErrorRate":
+					if r, ok := d.rate(v, path); ok {
+						a.MaxErrorPercent = r
+					}
+				case "maxP99":
+					if dur, ok := d.duration(v, path); ok {
+						if dur < time.Millisecond {
+							d.errorf(v.Line, path, "must be at least 1ms, got %s", dur)
+							return
+						}
+						a.MaxP99Millis = int(dur / time.Millisecond)
+					}
+				case "minRequests":
+					if m, ok := d.atLeast(v, path, 1); ok {
+						a.MinRequests = m
+					}
+				}
+			})
+			if a.MaxErrorPercent == 0 && a.MaxP99Millis == 0 {
+				d.errorf(v.Line, path, "needs maxErrorRate or maxP99 (or both), or leave analysis out")
+			}
+			c.Analysis = a
+		}
+	})
+	if !hasSteps {
+		d.errorf(n.Line, path+".steps", "required: for example [{setWeight: 10}, {pause: {duration: 30s}}, {setWeight: 50}, {pause: {}}]")
 	}
-	s.MaxSurge, s.MaxUnavailable = surge, unavailable
+}
+
+// defaultAnalysisMinRequests is how many canary answers a verdict needs.
+const defaultAnalysisMinRequests = 20
+
+func (d *decoder) blueGreen(n *yaml.Node, path string, b *BlueGreenStrategy) {
+	if isNull(n) || !d.mapping(n, path, " with autoPromotionEnabled and scaleDownDelaySeconds") {
+		return
+	}
+	d.fields(n, path, blueGreenSchema, func(key string, v *yaml.Node, path string) {
+		switch key {
+		case "autoPromotionEnabled":
+			if p, ok := d.boolean(v, path); ok {
+				b.AutoPromotion = p
+			}
+		case "scaleDownDelaySeconds":
+			if s, ok := d.atLeast(v, path, 0); ok {
+				b.ScaleDownDelaySeconds = s
+			}
+		}
+	})
+}
+
+// duration reads a duration: "30s", "1m30s", "500ms", or a number of
+// seconds.
+func (d *decoder) duration(n *yaml.Node, path string) (time.Duration, bool) {
+	if isNull(n) {
+		return 0, false
+	}
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!int" {
+		s, ok := d.atLeast(n, path, 0)
+		return time.Duration(s) * time.Second, ok
+	}
+	if n.Kind == yaml.ScalarNode {
+		if v, err := time.ParseDuration(n.Value); err == nil && v >= 0 {
+			return v, true
+		}
+	}
+	d.errorf(n.Line, path, "expected a duration such as 30s, 2m or 500ms, got %s", describe(n))
+	return 0, false
+}
+
+// rate reads a percentage: "5%", or a fraction such as 0.05.
+func (d *decoder) rate(n *yaml.Node, path string) (float64, bool) {
+	if isNull(n) {
+		return 0, false
+	}
+	if n.Kind == yaml.ScalarNode {
+		v, pct := n.Value, strings.HasSuffix(n.Value, "%")
+		f, err := strconv.ParseFloat(strings.TrimSuffix(v, "%"), 64)
+		if err == nil && !pct {
+			f *= 100
+		}
+		if err == nil && f > 0 && f <= 100 {
+			return f, true
+		}
+	}
+	d.errorf(n.Line, path, "expected a share above 0 and at most 100%%, such as 5%% or 0.05, got %s", describe(n))
+	return 0, false
 }
 
 // intOrPercent reads a count such as 1 or a percentage such as "25%".

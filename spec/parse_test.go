@@ -499,8 +499,32 @@ func TestParse_badManifests(t *testing.T) {
 		want:     `bad.yaml:11: Deployment/web: spec.template.spec.containers[0].imagePullPolicy: must be Always, IfNotPresent or Never, got "Sometimes"`,
 	}, {
 		name:     "unknown strategy",
-		manifest: deployment + "  strategy: {type: BlueGreen}\n",
-		want:     `bad.yaml:11: Deployment/web: spec.strategy.type: must be RollingUpdate or Recreate, got "BlueGreen"`,
+		manifest: deployment + "  strategy: {type: BlueGrene}\n",
+		want:     `bad.yaml:11: Deployment/web: spec.strategy.type: must be RollingUpdate, Recreate, Canary or BlueGreen, got "BlueGrene", did you mean BlueGreen?`,
+	}, {
+		name:     "a canary without steps",
+		manifest: deployment + "  strategy: {type: Canary}\n",
+		want:     `bad.yaml:11: Deployment/web: spec.strategy.canary.steps: required when type is Canary: for example [{setWeight: 10}, {pause: {duration: 30s}}, {setWeight: 50}, {pause: {}}]`,
+	}, {
+		name:     "a canary step with both weight and pause",
+		manifest: deployment + "  strategy:\n    type: Canary\n    canary:\n      steps:\n      - {setWeight: 10, pause: {}}\n",
+		want:     `bad.yaml:15: Deployment/web: spec.strategy.canary.steps[0]: needs exactly one of setWeight and pause`,
+	}, {
+		name:     "a canary weight over 100",
+		manifest: deployment + "  strategy:\n    type: Canary\n    canary:\n      steps: [{setWeight: 150}]\n",
+		want:     `bad.yaml:14: Deployment/web: spec.strategy.canary.steps[0].setWeight: must be at most 100, got 150`,
+	}, {
+		name:     "a bad pause duration",
+		manifest: deployment + "  strategy:\n    type: Canary\n    canary:\n      steps: [{setWeight: 10}, {pause: {duration: soon}}]\n",
+		want:     `bad.yaml:14: Deployment/web: spec.strategy.canary.steps[1].pause.duration: expected a duration such as 30s, 2m or 500ms, got "soon"`,
+	}, {
+		name:     "an analysis without limits",
+		manifest: deployment + "  strategy:\n    type: Canary\n    canary:\n      steps: [{setWeight: 10}]\n      analysis: {minRequests: 5}\n",
+		want:     `bad.yaml:15: Deployment/web: spec.strategy.canary.analysis: needs maxErrorRate or maxP99 (or both), or leave analysis out`,
+	}, {
+		name:     "rollingUpdate with a blue-green strategy",
+		manifest: deployment + "  strategy:\n    type: BlueGreen\n    rollingUpdate: {maxSurge: 1}\n",
+		want:     `bad.yaml:13: Deployment/web: spec.strategy.rollingUpdate: not allowed when type is BlueGreen`,
 	}, {
 		name:     "matchExpressions",
 		manifest: deployment + "  selector:\n    matchExpressions: [{key: app, operator: In, values: [web]}]\n",

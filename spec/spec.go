@@ -88,8 +88,7 @@ type Deployment struct {
 	// template's labels.
 	Selector map[string]string `json:"selector"`
 	Template PodTemplate       `json:"template"`
-	// Strategy is how replicas are replaced; parsed now, used by the
-	// rollout code.
+	// Strategy is how replicas are replaced when the template changes.
 	Strategy Strategy `json:"strategy"`
 	// MinReadySeconds defaults to 0.
 	MinReadySeconds int `json:"minReadySeconds"`
@@ -101,20 +100,81 @@ type Deployment struct {
 	Paused bool `json:"paused"`
 }
 
-// Strategy values.
+// Strategy values. Canary and BlueGreen are fleet's own (Kubernetes
+// leaves them to add-ons such as Argo Rollouts, whose field names fleet
+// borrows).
 const (
 	RollingUpdate = "RollingUpdate"
 	Recreate      = "Recreate"
+	Canary        = "Canary"
+	BlueGreen     = "BlueGreen"
 )
 
 // Strategy is a Deployment's update strategy.
 type Strategy struct {
-	// Type is RollingUpdate (default) or Recreate.
+	// Type is RollingUpdate (default), Recreate, Canary or BlueGreen.
 	Type string `json:"type"`
 	// MaxSurge and MaxUnavailable default to 25% each for RollingUpdate
-	// and are zero for Recreate. They are never both zero.
+	// and are zero for the other types. They are never both zero for
+	// RollingUpdate.
 	MaxSurge       IntOrPercent `json:"maxSurge"`
 	MaxUnavailable IntOrPercent `json:"maxUnavailable"`
+	// Canary is set exactly when Type is Canary.
+	Canary *CanaryStrategy `json:"canary,omitempty"`
+	// BlueGreen is set exactly when Type is BlueGreen.
+	BlueGreen *BlueGreenStrategy `json:"blueGreen,omitempty"`
+}
+
+// CanaryStrategy brings up the new template beside the old one and moves
+// traffic to it in steps, by weight at fleet's load balancer.
+type CanaryStrategy struct {
+	// Steps run in order; after the last, the canary takes all traffic
+	// and the old pods go.
+	Steps []CanaryStep `json:"steps"`
+	// Analysis, when set, aborts the canary (and rolls it back) when its
+	// pods' answers at the load balancer are worse than it allows.
+	Analysis *CanaryAnalysis `json:"analysis,omitempty"`
+}
+
+// CanaryStep is one step: exactly one of SetWeight and Pause is set.
+type CanaryStep struct {
+	// SetWeight is the percentage of requests (1–100) the canary gets;
+	// it runs ceil(weight × replicas / 100) pods beside the full old set.
+	SetWeight *int `json:"setWeight,omitempty"`
+	// Pause holds the step: for Seconds, or until `fleet rollout
+	// promote` when Seconds is 0.
+	Pause *CanaryPause `json:"pause,omitempty"`
+}
+
+// CanaryPause is a pause step.
+type CanaryPause struct {
+	// Seconds is how long to wait; 0 waits for `fleet rollout promote`.
+	Seconds int `json:"seconds,omitempty"`
+}
+
+// CanaryAnalysis is the canary's limits, measured at fleet's load
+// balancer over the current step, once MinRequests have been answered.
+type CanaryAnalysis struct {
+	// MaxErrorPercent is the highest share of failed answers (5xx or no
+	// answer) allowed, in percent; 0 means no limit.
+	MaxErrorPercent float64 `json:"maxErrorPercent,omitempty"`
+	// MaxP99Millis is the highest 99th-percentile latency allowed; 0
+	// means no limit.
+	MaxP99Millis int `json:"maxP99Millis,omitempty"`
+	// MinRequests is how many answers a verdict needs. Default 20.
+	MinRequests int `json:"minRequests"`
+}
+
+// BlueGreenStrategy brings up the complete new set beside the old one,
+// switches all traffic to it at once when it is ready, and keeps the old
+// set for a while for an instant `fleet rollout undo`.
+type BlueGreenStrategy struct {
+	// AutoPromotion switches as soon as every new pod is ready (default
+	// true); false waits for `fleet rollout promote`.
+	AutoPromotion bool `json:"autoPromotionEnabled"`
+	// ScaleDownDelaySeconds is how long the old set stays after the
+	// switch. Default 30.
+	ScaleDownDelaySeconds int `json:"scaleDownDelaySeconds"`
 }
 
 // IntOrPercent is an absolute count or a percentage of replicas.

@@ -159,6 +159,15 @@ func (s *Store) query(ctx context.Context, where string, args ...any) ([]Object,
 // Update rewrites one object's spec with fn inside a transaction (for
 // scale and the like), bumping its generation when the spec changes.
 func (s *Store) Update(ctx context.Context, kind, namespace, name string, now time.Time, fn func(spec []byte) ([]byte, error)) (Applied, error) {
+	return s.Change(ctx, kind, namespace, name, now, func(spec []byte) (Write, error) {
+		next, err := fn(spec)
+		return Write{Kind: kind, Namespace: namespace, Name: name, Spec: next}, err
+	})
+}
+
+// Change is Update for a change that may record a revision (an automatic
+// rollback): fn returns the whole Write, for the same object.
+func (s *Store) Change(ctx context.Context, kind, namespace, name string, now time.Time, fn func(spec []byte) (Write, error)) (Applied, error) {
 	var a Applied
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		var spec []byte
@@ -169,11 +178,12 @@ func (s *Store) Update(ctx context.Context, kind, namespace, name string, now ti
 		if err != nil {
 			return err
 		}
-		next, err := fn(spec)
+		w, err := fn(spec)
 		if err != nil {
 			return err
 		}
-		a, err = applyOne(ctx, tx, Write{Kind: kind, Namespace: namespace, Name: name, Spec: next}, now)
+		w.Kind, w.Namespace, w.Name = kind, namespace, name
+		a, err = applyOne(ctx, tx, w, now)
 		return err
 	})
 	return a, err
@@ -191,7 +201,12 @@ func (s *Store) Delete(ctx context.Context, kind, namespace, name string) (bool,
 			return err
 		}
 		n, _ = res.RowsAffected()
-		_, err = tx.ExecContext(ctx, `DELETE FROM revisions WHERE kind = ? AND namespace = ? AND name = ?`, kind, namespace, name)
+		if _, err = tx.ExecContext(ctx, `DELETE FROM revisions WHERE kind = ? AND namespace = ? AND name = ?`, kind, namespace, name); err != nil {
+			return err
+		}
+		if kind == "Deployment" {
+			_, err = tx.ExecContext(ctx, `DELETE FROM rollouts WHERE namespace = ? AND name = ?`, namespace, name)
+		}
 		return err
 	})
 	if err != nil {

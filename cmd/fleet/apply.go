@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -200,6 +202,47 @@ func converge(cmd *cobra.Command, s *session, g *globals, opts reconciler.Option
 	holder := holderName(cmd.Name())
 	rec := s.reconciler()
 	defer s.store.ReleaseLease(context.Background(), reconciler.LeaseName, holder)
+	before, err := reconciler.ReadRollouts(ctx, s.store)
+	if err != nil {
+		return err
+	}
+	// done ends the wait: converged, unless a rollout failed meanwhile
+	// and was rolled back (exit 1, after the rollback converged).
+	done := func(res reconciler.Result, said string) error {
+		var failed []string
+		for _, key := range slices.Sorted(maps.Keys(res.Rollouts)) {
+			st, was := res.Rollouts[key], before[key]
+			if st.FailedRevision != 0 && (was == nil || was.FailedRevision != st.FailedRevision) {
+				failed = append(failed, fmt.Sprintf("deployment %s: revision %d failed (%s) and was rolled back to revision %d's template (now revision %d)",
+					key, st.FailedRevision, st.FailedReason, st.StableRevision, st.Revision))
+			}
+			if st.Phase == reconciler.PhaseFailed && (was == nil || was.Phase != reconciler.PhaseFailed) {
+				failed = append(failed, fmt.Sprintf("deployment %s: %s", key, st.Message))
+			}
+		}
+		if len(failed) > 0 {
+			return &exitError{code: 1, err: errors.New("rollout failed: " + strings.Join(failed, "; "))}
+		}
+		fmt.Fprintln(out, said)
+		return nil
+	}
+	// A canary or blue-green rollout waiting for `fleet rollout promote`
+	// is as far as a wait can go.
+	paused := func(res reconciler.Result) bool {
+		var msgs []string
+		for _, key := range slices.Sorted(maps.Keys(res.Rollouts)) {
+			if st := res.Rollouts[key]; st.Phase == reconciler.PhasePaused {
+				msgs = append(msgs, "deployment "+key+": "+st.Message)
+			}
+		}
+		if len(msgs) == 0 || !res.Plan.Empty() || len(res.Restarts) > 0 {
+			return false
+		}
+		for _, m := range msgs {
+			fmt.Fprintln(out, m)
+		}
+		return true
+	}
 	var last string
 	for pass := 1; ; pass++ {
 		lease, err := s.store.AcquireLease(ctx, reconciler.LeaseName, holder, 30*time.Second, time.Now())
@@ -210,7 +253,9 @@ func converge(cmd *cobra.Command, s *session, g *globals, opts reconciler.Option
 				return err
 			}
 			if res.Converged() {
-				fmt.Fprintf(out, "converged (by %s)\n", lease.Holder)
+				return done(res, fmt.Sprintf("converged (by %s)", lease.Holder))
+			}
+			if paused(res) {
 				return nil
 			}
 			msg := fmt.Sprintf("waiting for %s: %s; %d/%d replicas running the current template", lease.Holder, res.Summary(), res.Current, res.Desired)
@@ -238,8 +283,13 @@ func converge(cmd *cobra.Command, s *session, g *globals, opts reconciler.Option
 		for _, u := range res.Plan.Unplaceable {
 			fmt.Fprintf(cmd.ErrOrStderr(), "  %s: %d replica(s) cannot be placed: %s\n", u.Workload, u.Count, u.Reason)
 		}
+		for _, rb := range res.RolledBack {
+			fmt.Fprintln(cmd.ErrOrStderr(), "  rollout failed, rolling back:", rb)
+		}
 		if res.Converged() {
-			fmt.Fprintln(out, "converged")
+			return done(res, "converged")
+		}
+		if paused(res) {
 			return nil
 		}
 		if len(res.Plan.Unplaceable) > 0 && res.Plan.Empty() {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -67,6 +68,20 @@ func (o *overlay) SaveMachinePods(context.Context, store.MachinePods) error { re
 // AllMachinePods is the state file's record.
 func (o *overlay) AllMachinePods(ctx context.Context) ([]store.MachinePods, error) {
 	return o.base.AllMachinePods(ctx)
+}
+
+// Rollouts is the state file's record: a plan shapes canary and
+// blue-green rollouts as the next pass would.
+func (o *overlay) Rollouts(ctx context.Context) ([]store.Rollout, error) { return o.base.Rollouts(ctx) }
+
+// SaveRolloutState writes nothing: a plan changes nothing.
+func (o *overlay) SaveRolloutState(context.Context, string, string, []byte, time.Time) error {
+	return nil
+}
+
+// Change is never called by a dry-run pass; it refuses.
+func (o *overlay) Change(context.Context, string, string, string, time.Time, func([]byte) (store.Write, error)) (store.Applied, error) {
+	return store.Applied{}, errors.New("a plan changes nothing")
 }
 
 // objectChange is what applying one object would do to the state file.

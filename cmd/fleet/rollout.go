@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -25,7 +26,7 @@ func newRolloutCmd(g *globals) *cobra.Command {
 		Short: "Follow, list, undo and restart the rollouts of Deployments",
 	}
 	cmd.AddCommand(newRolloutStatusCmd(g), newRolloutHistoryCmd(g), newRolloutUndoCmd(g), newRolloutRestartCmd(g),
-		newRolloutPauseCmd(g, true), newRolloutPauseCmd(g, false))
+		newRolloutPauseCmd(g, true), newRolloutPauseCmd(g, false), newRolloutPromoteCmd(g))
 	return cmd
 }
 
@@ -55,6 +56,25 @@ func loadDeployment(ctx context.Context, s *session, ns, name string) (store.Obj
 	return o, d, err
 }
 
+// openDeployment opens the state file and reads deploy/NAME (ref) in ns;
+// the caller closes the session.
+func openDeployment(cmd *cobra.Command, g *globals, ref, ns string) (*session, string, *spec.Deployment, error) {
+	name, err := deploymentRef(ref)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	s, err := g.open(cmd.Context())
+	if err != nil {
+		return nil, "", nil, err
+	}
+	_, d, err := loadDeployment(cmd.Context(), s, ns, name)
+	if err != nil {
+		s.Close()
+		return nil, "", nil, err
+	}
+	return s, name, d, nil
+}
+
 func newRolloutHistoryCmd(g *globals) *cobra.Command {
 	var ns string
 	cmd := &cobra.Command{
@@ -62,18 +82,11 @@ func newRolloutHistoryCmd(g *globals) *cobra.Command {
 		Short: "List a Deployment's revisions, with their change cause",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, err := deploymentRef(args[0])
-			if err != nil {
-				return err
-			}
-			s, err := g.open(cmd.Context())
+			s, name, _, err := openDeployment(cmd, g, args[0], ns)
 			if err != nil {
 				return err
 			}
 			defer s.Close()
-			if _, _, err := loadDeployment(cmd.Context(), s, ns, name); err != nil {
-				return err
-			}
 			revs, err := s.store.Revisions(cmd.Context(), "Deployment", ns, name)
 			if err != nil {
 				return err
@@ -101,19 +114,11 @@ func newRolloutHistoryCmd(g *globals) *cobra.Command {
 // apply.
 func changeDeployment(cmd *cobra.Command, g *globals, ref, ns string, wf *waitFlags,
 	change func(d *spec.Deployment, revs []store.Revision) (cause, said string, done bool, err error)) error {
-	name, err := deploymentRef(ref)
-	if err != nil {
-		return err
-	}
-	s, err := g.open(cmd.Context())
+	s, name, d, err := openDeployment(cmd, g, ref, ns)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	_, d, err := loadDeployment(cmd.Context(), s, ns, name)
-	if err != nil {
-		return err
-	}
 	revs, err := s.store.Revisions(cmd.Context(), "Deployment", ns, name)
 	if err != nil {
 		return err
@@ -239,6 +244,13 @@ func newRolloutStatusCmd(g *globals) *cobra.Command {
 				if d.Paused {
 					return &exitError{code: 1, err: fmt.Errorf("deployment %q is paused: its rollout waits for `fleet rollout resume deploy/%s`", name, name)}
 				}
+				st, err := rolloutState(ctx, s, ns, name)
+				if err != nil {
+					return err
+				}
+				if err := rolloutOutcome(name, d, st); err != nil {
+					return err
+				}
 				obs := s.reconciler().Observe(ctx)
 				views, err := deployViews(ctx, s, obs, ns)
 				if err != nil {
@@ -256,6 +268,8 @@ func newRolloutStatusCmd(g *globals) *cobra.Command {
 					}
 					var msg string
 					switch {
+					case st != nil && st.Split && st.Message != "":
+						msg = fmt.Sprintf("Waiting for deployment %q rollout to finish: %s", name, st.Message)
 					case dv.UpToDate < dv.Replicas:
 						msg = fmt.Sprintf("Waiting for deployment %q rollout to finish: %d out of %d new replicas have been updated...", name, dv.UpToDate, dv.Replicas)
 					case total > dv.Replicas:
@@ -306,5 +320,74 @@ func newRolloutPauseCmd(g *globals, pause bool) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVarP(&ns, "namespace", "n", "default", "namespace")
+	return cmd
+}
+
+// rolloutState is deploy ns/name's rollout record, nil before its first pass.
+func rolloutState(ctx context.Context, s *session, ns, name string) (*reconciler.RolloutState, error) {
+	all, err := reconciler.ReadRollouts(ctx, s.store)
+	if err != nil {
+		return nil, err
+	}
+	return all[ns+"/"+name], nil
+}
+
+// rolloutOutcome is the error `rollout status` ends with when the
+// rollout of d's latest revision cannot finish by itself: it failed (and
+// was rolled back), or it waits for `fleet rollout promote`.
+func rolloutOutcome(name string, d *spec.Deployment, st *reconciler.RolloutState) error {
+	switch {
+	case st == nil:
+		return nil
+	case st.Phase == reconciler.PhaseFailed:
+		return &exitError{code: 1, err: fmt.Errorf("deployment %q rollout failed: %s", name, st.Message)}
+	case st.FailedRevision != 0 && st.Revision >= st.FailedRevision:
+		return &exitError{code: 1, err: fmt.Errorf("deployment %q rollout failed: revision %d %s; rolled back to revision %d's template (now revision %d)",
+			name, st.FailedRevision, st.FailedReason, st.StableRevision, st.Revision)}
+	case st.Phase == reconciler.PhasePaused:
+		return &exitError{code: 1, err: fmt.Errorf("deployment %q rollout is paused: %s", name, st.Message)}
+	}
+	return nil
+}
+
+func newRolloutPromoteCmd(g *globals) *cobra.Command {
+	var ns string
+	var full bool
+	cmd := &cobra.Command{
+		Use:   "promote deploy/NAME [--full]",
+		Short: "Let a canary go past its pause (or all its steps with --full), or switch a blue-green rollout to its new set",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, name, d, err := openDeployment(cmd, g, args[0], ns)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			if d.Strategy.Type != spec.Canary && d.Strategy.Type != spec.BlueGreen {
+				return fmt.Errorf("deployment %s has strategy %s: only Canary and BlueGreen rollouts are promoted", name, d.Strategy.Type)
+			}
+			st, err := rolloutState(cmd.Context(), s, ns, name)
+			if err != nil {
+				return err
+			}
+			if st == nil || st.Phase == reconciler.PhaseComplete || st.Phase == reconciler.PhaseFailed || !st.Split {
+				return fmt.Errorf("deployment %s has no canary or blue-green rollout in progress (fleet rollout status deploy/%s)", name, name)
+			}
+			step, said := st.Step+1, fmt.Sprintf("deployment.apps/%s promoted past step %d", name, st.Step+1)
+			switch {
+			case full:
+				step, said = math.MaxInt, fmt.Sprintf("deployment.apps/%s fully promoted", name)
+			case d.Strategy.Type == spec.BlueGreen:
+				step, said = 1, fmt.Sprintf("deployment.apps/%s promoted: traffic switches to the new set once it is ready", name)
+			}
+			if err := s.store.PromoteRollout(cmd.Context(), ns, name, reconciler.PromoteMark(st.Revision, step), time.Now()); err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), said)
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&ns, "namespace", "n", "default", "namespace")
+	cmd.Flags().BoolVar(&full, "full", false, "skip every remaining step and pause")
 	return cmd
 }

@@ -8,6 +8,8 @@
 //	DEMO_READY_AFTER=3s         /ready fails until the process is 3s old
 //	DEMO_EXIT_AFTER=2s          the process exits after 2s...
 //	DEMO_EXIT_CODE=3            ...with this code (default 1)
+//	DEMO_ERROR_PERCENT=100      this share of answers to / are 500s
+//	DEMO_DELAY=300ms            answers to / wait this long first
 //
 // `demo check URL` GETs URL and exits 0 for a 2xx or 3xx answer, 1
 // otherwise: an exec probe or a Docker HEALTHCHECK in an image that has
@@ -23,6 +25,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -53,8 +56,17 @@ func main() {
 	host, _ := os.Hostname()
 	var served atomic.Int64
 	mux := http.NewServeMux()
+	errorPercent, _ := strconv.Atoi(os.Getenv("DEMO_ERROR_PERCENT"))
+	delay, _ := after("DEMO_DELAY")
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		served.Add(1)
+		n := served.Add(1)
+		time.Sleep(delay)
+		// Every answer whose count crosses a multiple of 100/percent fails.
+		if errorPercent > 0 && n*int64(errorPercent)/100 != (n-1)*int64(errorPercent)/100 {
+			w.Header().Set("X-Demo-Version", version)
+			http.Error(w, "failing on purpose (DEMO_ERROR_PERCENT)", http.StatusInternalServerError)
+			return
+		}
 		w.Header().Set("X-Demo-Version", version)
 		fmt.Fprintf(w, "hello from %s, version %s\n", host, version)
 	})
