@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // rawBackend answers every GET with a fixed response of size bytes, over
@@ -145,13 +146,14 @@ func benchProxy(b *testing.B, addr string, dial ...func() (net.Conn, error)) {
 func BenchmarkHTTPProxy(b *testing.B) {
 	cert := newTestCert(b)
 	for _, tc := range []struct {
-		name        string
-		size        int
-		router, tls bool
+		name                string
+		size                int
+		router, tls, canary bool
 	}{
 		{name: "64B", size: 64},
 		{name: "4KiB", size: 4096},
 		{name: "router/64B", size: 64, router: true},
+		{name: "canary10%/64B", size: 64, canary: true},
 		{name: "tls/64B", size: 64, tls: true},
 		{name: "tls/4KiB", size: 4096, tls: true},
 		{name: "tls-router/64B", size: 64, tls: true, router: true},
@@ -161,6 +163,9 @@ func BenchmarkHTTPProxy(b *testing.B) {
 			bal := New(Options{})
 			defer bal.Close()
 			pool := poolOf("bench", RoundRobin, backend)
+			if tc.canary {
+				pool.SetWeighted([]string{backend}, []string{rawBackend(b, tc.size)}, 10)
+			}
 			rt := Route{Name: "bench", Listen: "127.0.0.1:0", Mode: HTTP, Pool: pool}
 			if tc.router {
 				rt.Pool = nil
@@ -184,6 +189,45 @@ func BenchmarkHTTPProxy(b *testing.B) {
 			}
 			cfg := &tls.Config{RootCAs: cert.roots, ServerName: "a.test", NextProtos: []string{"http/1.1"}}
 			benchProxy(b, addr, func() (net.Conn, error) { return tls.Dial("tcp", addr, cfg) })
+		})
+	}
+}
+
+// BenchmarkPool_pick measures the choice of an endpoint alone, from
+// parallel goroutines as the proxy makes it.
+func BenchmarkPool_pick(b *testing.B) {
+	addrs := []string{"10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80", "10.0.0.4:80"}
+	for _, tc := range []struct {
+		name    string
+		canary  []string
+		percent int
+		eject   bool
+	}{
+		{name: "4 endpoints"},
+		{name: "4 endpoints, 1 ejected", eject: true},
+		{name: "3 stable, 1 canary at 10%", canary: addrs[3:], percent: 10},
+		{name: "3 stable, 1 canary at 10%, 1 ejected", canary: addrs[3:], percent: 10, eject: true},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			p := NewPool("bench", RoundRobin)
+			if tc.canary == nil {
+				p.Set(addrs)
+			} else {
+				p.SetWeighted(addrs[:3], tc.canary, tc.percent)
+			}
+			if tc.eject {
+				p.endpoints()[0].dialFailed(time.Now())
+			}
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					var tried triedSet
+					if e, _ := p.pick(p.eps.Load(), &tried, time.Now); e == nil {
+						b.Error("picked nothing")
+						return
+					}
+				}
+			})
 		})
 	}
 }

@@ -9,6 +9,10 @@
 // a proxied request in steady state allocates nothing and opens no upstream
 // connection.
 //
+// A pool may send a share of its requests to canary endpoints
+// (Pool.SetWeighted) and counts requests, errors and latencies per endpoint
+// (Pool.Stats), for a rollout to judge the canary by.
+//
 // An HTTP route may terminate TLS (Route.TLS), serving HTTP/1.1 clients
 // itself and handing connections that negotiate another protocol, such as
 // HTTP/2, to a server of the caller's (Route.Other); and it may pick the pool

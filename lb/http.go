@@ -277,14 +277,14 @@ func (h *httpConn) serve(ex *exchange, start time.Time) bool {
 	ex.head = appendUpstreamHead(ex.head[:0], head, req, ex.fields, h.clientIP, h.https, h.localHost)
 	h.br.Discard(n)
 
-	eps := pool.endpoints()
+	m := pool.eps.Load()
 	var (
 		tried   triedSet
 		last    *epStats
 		lastErr error
 	)
 	for {
-		e, probe := pool.pick(eps, &tried, b.now)
+		e, probe := pool.pick(m, &tried, b.now)
 		if e == nil {
 			break
 		}
@@ -307,6 +307,8 @@ func (h *httpConn) serve(ex *exchange, start time.Time) bool {
 			b.log.Debug("exchange abandoned", "route", r.name, "endpoint", e.addr, "err", err)
 			return false
 		}
+		// Failed before a response (responses are counted in roundTrip).
+		e.tally.attempt(true)
 		last, lastErr = s, err
 		b.log.Debug("attempt failed", "route", r.name, "endpoint", e.addr, "err", err, "retry", out == outRetry)
 		if out != outRetry {
@@ -400,6 +402,7 @@ func (h *httpConn) roundTrip(ex *exchange, uc *upConn, reused bool) (outcome, er
 	if reused && (bodyPending || !req.idempotent) && !alive(conn) {
 		return outStale, errStale
 	}
+	sent := h.b.now()
 	if !bodyPending {
 		if _, err := conn.Write(ex.head); err != nil {
 			return failedBeforeResponse(req, reused, false, true, err)
@@ -471,10 +474,11 @@ func (h *httpConn) roundTrip(ex *exchange, uc *upConn, reused bool) (outcome, er
 	}
 
 	resp := &ex.resp
+	if resp.status == 101 && !req.isUpgrade {
+		return outGateway, errUnexpected101
+	}
+	uc.ep.tally.response(resp.status, h.b.now().Sub(sent))
 	if resp.status == 101 {
-		if !req.isUpgrade {
-			return outGateway, errUnexpected101
-		}
 		writeResponseHead(ex.cbw, head, resp, ex.fields, false, "Connection: Upgrade\r\n")
 		ex.ubr.Discard(n)
 		if err := ex.cbw.Flush(); err != nil {
@@ -531,13 +535,18 @@ func (h *httpConn) roundTrip(ex *exchange, uc *upConn, reused bool) (outcome, er
 		rerr, werr = copyUntilEOF(ex.cbw, ex.ubr)
 	}
 	if rerr != nil || werr != nil {
+		if rerr != nil {
+			uc.ep.tally.cutShort(resp.status)
+		}
 		return outAbort, errors.Join(rerr, werr)
 	}
-	ferr := ex.cbw.Flush()
+	// The upstream connection is idle again before the client sees the
+	// end of the answer: its next request finds it there.
 	ex.end = h.b.now()
 	if !keepUp || ex.ubr.Buffered() != 0 || !uc.ep.putIdle(uc, h.b.opts.IdleConnsPerEndpoint, ex.end.UnixNano()) {
 		conn.Close()
 	}
+	ferr := ex.cbw.Flush()
 	if ferr != nil {
 		// The endpoint's part went well; the client left.
 		ex.keepClient = false

@@ -86,14 +86,14 @@ func TestPool_pick(t *testing.T) {
 		a := p.endpoints()[0]
 		a.dialFailed(clk.now())
 		for range 4 {
-			if e, _ := p.pick(p.endpoints(), &triedSet{}, clk.now); e.addr != "b:1" {
+			if e, _ := p.pick(p.eps.Load(), &triedSet{}, clk.now); e.addr != "b:1" {
 				t.Fatalf("picked %s during the cool-down", e.addr)
 			}
 		}
 		clk.t = clk.t.Add(baseCooldown)
 		var probes int
 		for range 4 {
-			e, probe := p.pick(p.endpoints(), &triedSet{}, clk.now)
+			e, probe := p.pick(p.eps.Load(), &triedSet{}, clk.now)
 			if e == a {
 				probes++
 				if !probe {
@@ -130,13 +130,13 @@ func TestPool_pick(t *testing.T) {
 		}
 		var tried triedSet
 		for range 2 {
-			e, probe := p.pick(p.endpoints(), &tried, clk.now)
+			e, probe := p.pick(p.eps.Load(), &tried, clk.now)
 			if e == nil || !probe {
 				t.Fatalf("picked %v (probe %v), want an ejected endpoint to probe", e, probe)
 			}
 			tried.add(e)
 		}
-		if e, _ := p.pick(p.endpoints(), &tried, clk.now); e != nil {
+		if e, _ := p.pick(p.eps.Load(), &tried, clk.now); e != nil {
 			t.Errorf("picked %s after every endpoint was tried", e.addr)
 		}
 	})

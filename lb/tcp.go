@@ -15,11 +15,11 @@ func (b *Balancer) serveTCP(c *clientConn) {
 	start := b.now()
 	r := c.r
 	pool := r.cfg.Load().pool
-	eps := pool.endpoints()
+	m := pool.eps.Load()
 	var tried triedSet
 	var last *epStats
 	for {
-		e, _ := pool.pick(eps, &tried, b.now)
+		e, _ := pool.pick(m, &tried, b.now)
 		if e == nil {
 			break
 		}
@@ -27,6 +27,7 @@ func (b *Balancer) serveTCP(c *clientConn) {
 		s := e.statsFor(r)
 		up, err := b.dial(e, s)
 		if err != nil {
+			e.tally.attempt(true)
 			b.log.Debug("dial", "route", r.name, "endpoint", e.addr, "err", err)
 			last = s
 			continue
@@ -39,6 +40,7 @@ func (b *Balancer) serveTCP(c *clientConn) {
 		e.requests.Add(1)
 		e.active.Add(1)
 		tunnel(c.conn, nil, up.conn, nil)
+		e.tally.attempt(false)
 		e.active.Add(-1)
 		s.codes[classTCP].Add(1)
 		r.hist.observe(b.now().Sub(start))

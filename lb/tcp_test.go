@@ -8,9 +8,9 @@ import (
 	"testing"
 )
 
-// echoBackend echoes each connection until its client half-closes, then
-// half-closes too.
-func echoBackend(t *testing.T) string {
+// tcpBackend listens on loopback and serves each connection with handle,
+// in its own goroutine, until the test ends.
+func tcpBackend(t *testing.T, handle func(c net.Conn)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -23,14 +23,20 @@ func echoBackend(t *testing.T) string {
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				io.Copy(c, c)
-				c.(*net.TCPConn).CloseWrite()
-			}()
+			go handle(c)
 		}
 	}()
 	return ln.Addr().String()
+}
+
+// echoBackend echoes each connection until its client half-closes, then
+// half-closes too.
+func echoBackend(t *testing.T) string {
+	return tcpBackend(t, func(c net.Conn) {
+		defer c.Close()
+		io.Copy(c, c)
+		c.(*net.TCPConn).CloseWrite()
+	})
 }
 
 func TestBalancer_TCP(t *testing.T) {
