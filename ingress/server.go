@@ -20,11 +20,13 @@ import (
 	"github.com/fleetdev/fleet/lb"
 )
 
-// Upstreams picks an endpoint of a backend for one attempt; release
-// reports how the attempt went (failed: the endpoint could not be
-// reached). The load balancer's pools provide it.
+// Upstreams picks an endpoint of a backend for one attempt; report says
+// how the attempt went, once: the response's status and the time to its
+// header, or status 0 when no response came, and failed when the
+// endpoint could not be reached. The load balancer's pools provide it
+// (lb.Pool.PickReport), and count it in their statistics.
 type Upstreams interface {
-	Pick(b Backend) (addr string, release func(failed bool), ok bool)
+	Pick(b Backend) (addr string, report func(status int, latency time.Duration, failed bool), ok bool)
 }
 
 // Server is the Ingress proxy: HTTP on HTTPAddr (ACME HTTP-01 challenges,
@@ -225,19 +227,21 @@ func (p *picking) RoundTrip(req *http.Request) (*http.Response, error) {
 	b, _ := req.Context().Value(backendKey{}).(Backend)
 	var last error
 	for attempt := 0; attempt < 3; attempt++ {
-		addr, release, ok := p.up.Pick(b)
+		addr, report, ok := p.up.Pick(b)
 		if !ok {
 			return nil, fmt.Errorf("%w for %s", errNoEndpoint, b)
 		}
 		out := req.Clone(req.Context())
 		out.URL.Host = addr
+		began := time.Now()
 		resp, err := p.base.RoundTrip(out)
-		var op *net.OpError
-		dialFailed := errors.As(err, &op) && op.Op == "dial"
-		release(dialFailed)
 		if err == nil {
+			report(resp.StatusCode, time.Since(began), false)
 			return resp, nil
 		}
+		var op *net.OpError
+		dialFailed := errors.As(err, &op) && op.Op == "dial"
+		report(0, 0, dialFailed)
 		last = fmt.Errorf("%s via %s: %w", b, addr, err)
 		// A failed dial sent nothing, but the transport has closed the
 		// request's body: only a request without one can go again.

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fleetdev/fleet/lb"
 	"github.com/fleetdev/fleet/spec"
@@ -17,12 +18,12 @@ import (
 
 type staticUpstreams map[Backend][]string
 
-func (u staticUpstreams) Pick(b Backend) (string, func(bool), bool) {
+func (u staticUpstreams) Pick(b Backend) (string, func(int, time.Duration, bool), bool) {
 	addrs := u[b]
 	if len(addrs) == 0 {
 		return "", nil, false
 	}
-	return addrs[0], func(bool) {}, true
+	return addrs[0], func(int, time.Duration, bool) {}, true
 }
 
 func freeAddr(t *testing.T) string {

@@ -176,12 +176,12 @@ type pools map[ingress.Backend]*lb.Pool
 var _ ingress.Upstreams = pools(nil)
 
 // Pick picks an endpoint from b's pool.
-func (p pools) Pick(b ingress.Backend) (string, func(bool), bool) {
+func (p pools) Pick(b ingress.Backend) (string, func(int, time.Duration, bool), bool) {
 	pool := p[b]
 	if pool == nil {
 		return "", nil, false
 	}
-	return pool.Pick()
+	return pool.PickReport()
 }
 
 // runFleetHTTPSChild runs fleet's Ingress server on HTTPS only, with the

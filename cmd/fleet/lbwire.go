@@ -119,7 +119,12 @@ func (t *traffic) routes(ctx context.Context, eps []reconciler.ServicePortEndpoi
 			pool = lb.NewPool(key, policy)
 			t.pools[key], t.policies[key] = pool, policy
 		}
-		pool.Set(e.Ready())
+		if e.Split {
+			stable, canary := e.ReadySplit()
+			pool.SetWeighted(stable, canary, e.CanaryPercent)
+		} else {
+			pool.Set(e.Ready())
+		}
 		if e.Type != "LoadBalancer" {
 			continue
 		}
@@ -260,12 +265,24 @@ func (t *traffic) pool(b ingress.Backend) *lb.Pool {
 }
 
 // Pick is the Ingress proxy's endpoint choice: the Service port's pool.
-func (t *traffic) Pick(b ingress.Backend) (string, func(bool), bool) {
+func (t *traffic) Pick(b ingress.Backend) (string, func(int, time.Duration, bool), bool) {
 	pool := t.pool(b)
 	if pool == nil {
 		return "", nil, false
 	}
-	return pool.Pick()
+	return pool.PickReport()
+}
+
+// stats is what every pool measured for requests to addrs: a canary's
+// answers at the load balancer and the Ingress proxy.
+func (t *traffic) stats(addrs []string) reconciler.CanaryStats {
+	var sum lb.Stats
+	if m := t.snapshot.Load(); m != nil {
+		for _, p := range *m {
+			sum = sum.Add(p.Stats(addrs))
+		}
+	}
+	return reconciler.CanaryStats{Requests: sum.Requests, Errors: sum.Errors, P99: sum.Quantile(0.99)}
 }
 
 // drain waits until no request is in flight to addrs, in any pool,

@@ -98,7 +98,7 @@ func newServeCmd(g *globals) *cobra.Command {
 			if err := t.serveAdmin(cmd.Context(), adminAddress); err != nil {
 				return err
 			}
-			c.Routes, c.Drain = t.routes, t.drain
+			c.Routes, c.Drain, c.Stats = t.routes, t.drain, t.stats
 			defer func() {
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 				defer cancel()
