@@ -135,7 +135,7 @@ spec:
       containers:
       - name: web
         image: fleet-demo:%s
-        env: [{name: DEMO_READY_AFTER, value: %q}]
+        env: [{name: DEMO_READY_AFTER, value: %q}, {name: DEMO_EXIT_AFTER, value: %q}]
         ports: [{name: http, containerPort: 8080}]
         readinessProbe:
           httpGet: {path: /ready, port: http}
@@ -160,11 +160,12 @@ func TestRollout_UnderTraffic(t *testing.T) {
 	const state = "roll.db"
 	port := lbPort() + 10
 	startServe(t, state, "--lb-address", "127.0.0.1", "--admin-address", "", "--ingress-http", "", "--ingress-https", "")
-	manifest := func(name, version, readyAfter string) string {
-		return writeManifest(t, name, fmt.Sprintf(rollManifest, version, readyAfter, port))
+	manifest := func(name, version, readyAfter, exitAfter string) string {
+		return writeManifest(t, name, fmt.Sprintf(rollManifest, version, readyAfter, exitAfter, port))
 	}
-	v1, v2 := manifest("roll-v1.yaml", "v1", "0s"), manifest("roll-v2.yaml", "v2", "0s")
-	v3 := manifest("roll-v3.yaml", "v2", "1h") // never ready
+	v1, v2 := manifest("roll-v1.yaml", "v1", "0s", ""), manifest("roll-v2.yaml", "v2", "0s", "")
+	v3 := manifest("roll-v3.yaml", "v2", "1h", "")      // never ready
+	v4 := manifest("roll-v4.yaml", "v2", "1s", "300ms") // crash-loops before it is ready
 	t.Cleanup(func() { fleet(t, state, "delete", "-f", v1) })
 	if r := fleet(t, state, "apply", "-f", v1); r.code != 0 {
 		t.Fatalf("apply v1: exit %d\n%s%s", r.code, r.stdout, r.stderr)
@@ -237,6 +238,18 @@ func TestRollout_UnderTraffic(t *testing.T) {
 			t.Errorf("answers %v: the broken v3 (image v2) answered requests", got)
 		}
 	})
+	t.Run("a crash-looping v4 is rolled back by itself", func(t *testing.T) {
+		l.reset()
+		r := fleet(t, state, "apply", "-f", v4)
+		if r.code == 0 || !strings.Contains(r.stderr, "crash-looping") {
+			t.Fatalf("apply v4: exit %d, want 1 saying it crash-loops\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		eventually(t, "ten ready v1 pods again", func() bool {
+			im := images()
+			return im["fleet-demo:v1"] == 10 && len(im) == 1
+		})
+		l.checkNoFailures(t, "crash-looping v4")
+	})
 	t.Run("a machine killed mid-rollout: the rollout still converges", func(t *testing.T) {
 		if r := fleet(t, state, "apply", "-f", v2, "--wait=false"); r.code != 0 {
 			t.Fatalf("apply v2: exit %d\n%s%s", r.code, r.stdout, r.stderr)
@@ -270,4 +283,190 @@ func TestRollout_UnderTraffic(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+}
+
+const stagedManifest = `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: %[1]s}
+spec:
+  replicas: %[2]d
+  progressDeadlineSeconds: 20
+  strategy:
+%[3]s
+  template:
+    metadata: {labels: {app: %[1]s}}
+    spec:
+      terminationGracePeriodSeconds: 5
+      containers:
+      - name: web
+        image: fleet-demo:%[4]s
+        env: [{name: DEMO_ERROR_PERCENT, value: %[5]q}]
+        ports: [{name: http, containerPort: 8080}]
+        readinessProbe:
+          httpGet: {path: /ready, port: http}
+          periodSeconds: 1
+          failureThreshold: 1
+---
+apiVersion: v1
+kind: Service
+metadata: {name: %[1]s}
+spec:
+  type: LoadBalancer
+  selector: {app: %[1]s}
+  ports: [{name: http, port: %[6]d, targetPort: http}]
+`
+
+// share is the fraction of answers from version v among n fresh ones.
+func (l *load) share(t *testing.T, v string, n int) (float64, []string) {
+	t.Helper()
+	l.reset()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		versions, failed, total := l.snapshot()
+		if total >= n {
+			return float64(versions[v]) / float64(total), failed
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d answers in a minute", total)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// A canary takes the share of requests its step gives it at fleet's load
+// balancer, 25% then 50%, each held until `fleet rollout promote`, then
+// everything; no request fails. A canary whose answers fail more than
+// its analysis allows is rolled back by itself.
+func TestRollout_Canary(t *testing.T) {
+	const state = "canary.db"
+	port := lbPort() + 11
+	startServe(t, state, "--lb-address", "127.0.0.1", "--admin-address", "", "--ingress-http", "", "--ingress-https", "")
+	strategy := `    type: Canary
+    canary:
+      steps: [{setWeight: 25}, {pause: {}}, {setWeight: 50}, {pause: {}}]
+      analysis: {maxErrorRate: 10%, minRequests: 20}`
+	manifest := func(file, version, errorPercent string) string {
+		return writeManifest(t, file, fmt.Sprintf(stagedManifest, "can", 4, strategy, version, errorPercent, port))
+	}
+	v1, v2, v3 := manifest("can-v1.yaml", "v1", "0"), manifest("can-v2.yaml", "v2", "0"), manifest("can-v3.yaml", "v1", "100")
+	t.Cleanup(func() { fleet(t, state, "delete", "-f", v1) })
+	if r := fleet(t, state, "apply", "-f", v1); r.code != 0 {
+		t.Fatalf("apply v1: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	l := startLoad(t, fmt.Sprintf("http://127.0.0.1:%d/", port))
+	eventually(t, "v1 answering", func() bool { return l.onlyLately("v1", 50) })
+
+	r := fleet(t, state, "apply", "-f", v2)
+	if r.code != 0 || !strings.Contains(r.stdout, "canary at 25%") || !strings.Contains(r.stdout, "fleet rollout promote") {
+		t.Fatalf("apply v2: exit %d, want 0 saying the canary waits at 25%%\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	var failed []string
+	check := func(step string, want float64) {
+		t.Helper()
+		got, f := l.share(t, "v2", 400)
+		failed = append(failed, f...)
+		t.Logf("%s: v2 answered %.1f%% of 400 requests", step, 100*got)
+		if got < want-0.07 || got > want+0.07 {
+			t.Errorf("%s: v2 answered %.1f%%, want %.0f%% ± 7", step, 100*got, 100*want)
+		}
+	}
+	check("step 1 (setWeight 25)", 0.25)
+	if st := fleet(t, state, "rollout", "status", "deploy/can", "--timeout", "5s"); st.code != 1 || !strings.Contains(st.stderr, "paused") {
+		t.Errorf("rollout status at a pause: exit %d, want 1 saying it is paused\n%s%s", st.code, st.stdout, st.stderr)
+	}
+	if r := fleet(t, state, "rollout", "promote", "deploy/can"); r.code != 0 {
+		t.Fatalf("promote: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	eventually(t, "the canary at 50%", func() bool {
+		st := fleet(t, state, "rollout", "status", "deploy/can", "--timeout", "1s")
+		return strings.Contains(st.stderr, "canary at 50%") && strings.Contains(st.stderr, "paused")
+	})
+	check("step 3 (setWeight 50)", 0.50)
+	if r := fleet(t, state, "rollout", "promote", "deploy/can"); r.code != 0 {
+		t.Fatalf("promote: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if st := fleet(t, state, "rollout", "status", "deploy/can", "--timeout", "60s"); st.code != 0 {
+		t.Fatalf("rollout status after the last promote: exit %d\n%s%s", st.code, st.stdout, st.stderr)
+	}
+	eventually(t, "only v2 answering", func() bool { return l.onlyLately("v2", 100) })
+	if pods := getPodsJSON(t, state, "can"); len(pods) != 4 {
+		t.Errorf("%d pods after the canary, want 4", len(pods))
+	}
+	_, f, _ := l.snapshot()
+	if failed = append(failed, f...); len(failed) > 0 {
+		t.Errorf("%d requests failed during the canary; first: %s", len(failed), failed[0])
+	}
+
+	t.Run("a canary failing its analysis is rolled back", func(t *testing.T) {
+		if r := fleet(t, state, "apply", "-f", v3, "--wait=false"); r.code != 0 {
+			t.Fatalf("apply v3: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		var st result
+		eventually(t, "the failing canary rolled back", func() bool {
+			st = fleet(t, state, "rollout", "status", "deploy/can", "--timeout", "1s")
+			return strings.Contains(st.stderr, "rolled back")
+		})
+		if !strings.Contains(st.stderr, "error rate") {
+			t.Errorf("rollout status does not say why: %s", st.stderr)
+		}
+		l.reset()
+		eventually(t, "only v2 answering again", func() bool { return l.onlyLately("v2", 200) })
+		if _, f, _ := l.snapshot(); len(f) > 0 {
+			t.Errorf("%d requests failed after the rollback; first: %s", len(f), f[0])
+		}
+		eventually(t, "the canary's pod gone", func() bool { return len(getPodsJSON(t, state, "can")) == 4 })
+	})
+}
+
+// Blue-green: the complete new set comes up beside the old one and gets
+// no traffic until `fleet rollout promote`, then all of it at once; the
+// old set stays for scaleDownDelaySeconds, then goes. No request fails.
+func TestRollout_BlueGreen(t *testing.T) {
+	const state = "bluegreen.db"
+	port := lbPort() + 12
+	startServe(t, state, "--lb-address", "127.0.0.1", "--admin-address", "", "--ingress-http", "", "--ingress-https", "")
+	strategy := `    type: BlueGreen
+    blueGreen: {autoPromotionEnabled: false, scaleDownDelaySeconds: 5}`
+	manifest := func(file, version string) string {
+		return writeManifest(t, file, fmt.Sprintf(stagedManifest, "bg", 3, strategy, version, "0", port))
+	}
+	v1, v2 := manifest("bg-v1.yaml", "v1"), manifest("bg-v2.yaml", "v2")
+	t.Cleanup(func() { fleet(t, state, "delete", "-f", v1) })
+	if r := fleet(t, state, "apply", "-f", v1); r.code != 0 {
+		t.Fatalf("apply v1: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	l := startLoad(t, fmt.Sprintf("http://127.0.0.1:%d/", port))
+	eventually(t, "v1 answering", func() bool { return l.onlyLately("v1", 50) })
+	r := fleet(t, state, "apply", "-f", v2)
+	if r.code != 0 || !strings.Contains(r.stdout, "fleet rollout promote") {
+		t.Fatalf("apply v2: exit %d, want 0 saying the new set waits for promote\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	ready := map[string]int{}
+	for _, p := range getPodsJSON(t, state, "bg") {
+		if p.Ready {
+			ready[p.Image]++
+		}
+	}
+	if ready["fleet-demo:v1"] != 3 || ready["fleet-demo:v2"] != 3 {
+		t.Errorf("ready pods by image before the switch: %v, want 3 and 3", ready)
+	}
+	if got, _ := l.share(t, "v2", 300); got != 0 {
+		t.Errorf("the new set answered %.1f%% of requests before the switch", 100*got)
+	}
+	if r := fleet(t, state, "rollout", "promote", "deploy/bg"); r.code != 0 {
+		t.Fatalf("promote: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	eventually(t, "only v2 answering", func() bool { return l.onlyLately("v2", 100) })
+	if n := len(getPodsJSON(t, state, "bg")); n != 6 {
+		t.Errorf("%d pods just after the switch, want the old set kept (6)", n)
+	}
+	if st := fleet(t, state, "rollout", "status", "deploy/bg", "--timeout", "60s"); st.code != 0 {
+		t.Fatalf("rollout status: exit %d\n%s%s", st.code, st.stdout, st.stderr)
+	}
+	if n := len(getPodsJSON(t, state, "bg")); n != 3 {
+		t.Errorf("%d pods after scaleDownDelaySeconds, want 3", n)
+	}
+	if _, f, total := l.snapshot(); len(f) > 0 {
+		t.Errorf("%d of %d requests failed; first: %s", len(f), total, f[0])
+	}
 }

@@ -130,6 +130,11 @@ type Result struct {
 
 // Converged reports whether the pass found nothing to do and nothing wrong.
 func (r Result) Converged() bool {
+	for _, st := range r.Rollouts {
+		if st.Split { // a canary or blue-green rollout still going
+			return false
+		}
+	}
 	return r.Plan.Empty() && len(r.Plan.Unplaceable) == 0 && len(r.Errors) == 0 && len(r.Restarts) == 0 &&
 		r.Current == r.Desired && len(r.Observed.Errors) == 0
 }
@@ -271,7 +276,7 @@ func (r *Reconciler) Pass(ctx context.Context, opts Options) (Result, error) {
 		if want, templates, svcs, err = r.readDesired(ctx); err != nil {
 			return Result{}, err
 		}
-		if rolls, err = r.rollouts(ctx, want, obs); err != nil {
+		if rolls, err = r.rollouts(ctx, want, obs, opts.DryRun); err != nil {
 			return Result{}, err
 		}
 		var failed []*rolling
@@ -393,7 +398,9 @@ type passView struct {
 }
 
 // rollouts reads the rollout records and advances each Deployment's.
-func (r *Reconciler) rollouts(ctx context.Context, want []desired, obs Observed) ([]*rolling, error) {
+// A dry run shapes the workloads the same way but reports the records as
+// the lease holder wrote them: it knows the probes' verdicts.
+func (r *Reconciler) rollouts(ctx context.Context, want []desired, obs Observed, dryRun bool) ([]*rolling, error) {
 	states, err := ReadRollouts(ctx, r.Store)
 	if err != nil {
 		return nil, err
@@ -410,7 +417,13 @@ func (r *Reconciler) rollouts(ctx context.Context, want []desired, obs Observed)
 			saved, _ = json.Marshal(st)
 		}
 		ro := &rolling{key: key, d: &want[i], state: st, saved: saved}
-		r.progress(ro, obs, now)
+		if dryRun && saved != nil {
+			stored := *st
+			r.progress(ro, obs, now)
+			ro.state = &stored
+		} else {
+			r.progress(ro, obs, now)
+		}
 		out[i] = ro
 	}
 	return out, nil

@@ -56,6 +56,8 @@ type RolloutState struct {
 	// FailedReason why; kept until another revision is applied.
 	FailedRevision int64  `json:"failedRevision,omitempty"`
 	FailedReason   string `json:"failedReason,omitempty"`
+	// RolledBackTo is the revision whose template the rollback took.
+	RolledBackTo int64 `json:"rolledBackTo,omitempty"`
 
 	// promote is the mark `fleet rollout promote` left (the store's own
 	// column; see PromoteMark).
@@ -75,6 +77,12 @@ const (
 	// promoteAll releases every step (promote --full).
 	promoteAll = 1<<promoteBits - 1
 )
+
+// WaitsForPromote reports whether the rollout is held until `fleet
+// rollout promote` (and was not promoted since).
+func (s *RolloutState) WaitsForPromote() bool {
+	return s.Phase == PhasePaused && s.released() <= s.Step
+}
 
 // released is how many steps of the current revision were promoted.
 func (s *RolloutState) released() int {
@@ -152,13 +160,13 @@ func (r *Reconciler) progress(ro *rolling, obs Observed, now time.Time) {
 			// The previous rollout finished, unseen until now.
 			st.StableRevision, st.StableHash = st.Revision, st.Hash
 		}
-		failed, reason := st.FailedRevision, st.FailedReason
+		failed, reason, to := st.FailedRevision, st.FailedReason, st.RolledBackTo
 		if st.Revision != w.Revision {
-			failed, reason = 0, "" // a new revision clears an old failure
+			failed, reason, to = 0, "", 0 // a new revision clears an old failure
 		}
 		*st = RolloutState{Revision: w.Revision, Hash: w.SpecHash, Strategy: d.deploy.Strategy.Type, Phase: PhaseProgressing,
 			Since: now, StepSince: now, StableRevision: st.StableRevision, StableHash: st.StableHash,
-			FailedRevision: failed, FailedReason: reason, promote: st.promote}
+			FailedRevision: failed, FailedReason: reason, RolledBackTo: to, promote: st.promote}
 	}
 	st.Strategy = d.deploy.Strategy.Type
 
@@ -190,6 +198,10 @@ func (r *Reconciler) progress(ro *rolling, obs Observed, now time.Time) {
 	if st.Phase == PhaseFailed {
 		return
 	}
+	if newCrashing > 0 && st.StableHash != "" && st.StableHash != st.Hash {
+		ro.fail = fmt.Sprintf("%d new pod(s) crash-looping (restarted %d times or more)", newCrashing, crashLoopRestarts)
+		return
+	}
 	staged := (st.Strategy == spec.Canary || st.Strategy == spec.BlueGreen) && st.StableHash != "" && st.StableHash != st.Hash
 	if !staged {
 		// Going back to the stable template (an undo, or a failed canary
@@ -199,10 +211,6 @@ func (r *Reconciler) progress(ro *rolling, obs Observed, now time.Time) {
 		if (st.Strategy == spec.Canary || st.Strategy == spec.BlueGreen) && st.StableHash == st.Hash && newReady > 0 && total > newReady {
 			st.Split, st.Weight = true, 100
 		}
-		return
-	}
-	if newCrashing > 0 {
-		ro.fail = fmt.Sprintf("%d new pod(s) crash-looping (restarted %d times or more)", newCrashing, crashLoopRestarts)
 		return
 	}
 	deadline := time.Duration(d.deploy.ProgressDeadlineSeconds) * time.Second
@@ -215,7 +223,7 @@ func (r *Reconciler) progress(ro *rolling, obs Observed, now time.Time) {
 	}
 	advance := func() { st.Step, st.StepSince, st.Phase = st.Step+1, now, PhaseProgressing }
 	R := w.Replicas
-	st.Split = true
+	st.Split, st.Phase = true, PhaseProgressing
 	switch st.Strategy {
 	case spec.Canary:
 		steps := d.deploy.Strategy.Canary.Steps
@@ -369,7 +377,7 @@ func (r *Reconciler) rollBack(ctx context.Context, ro *rolling, reason string) e
 	r.log().Warn("rollout failed; rolled back", "deployment", ro.key, "revision", failedRev, "reason", reason,
 		"to", st.StableRevision, "now", applied.Revision)
 	*st = RolloutState{Revision: applied.Revision, Hash: st.StableHash, Strategy: st.Strategy, Phase: PhaseProgressing, Since: now, StepSince: now,
-		StableRevision: st.StableRevision, StableHash: st.StableHash, FailedRevision: failedRev, FailedReason: reason,
+		StableRevision: st.StableRevision, StableHash: st.StableHash, FailedRevision: failedRev, FailedReason: reason, RolledBackTo: st.StableRevision,
 		Message: fmt.Sprintf("rolling back to revision %d's template", st.StableRevision), promote: st.promote}
 	return nil
 }

@@ -214,7 +214,7 @@ func converge(cmd *cobra.Command, s *session, g *globals, opts reconciler.Option
 			st, was := res.Rollouts[key], before[key]
 			if st.FailedRevision != 0 && (was == nil || was.FailedRevision != st.FailedRevision) {
 				failed = append(failed, fmt.Sprintf("deployment %s: revision %d failed (%s) and was rolled back to revision %d's template (now revision %d)",
-					key, st.FailedRevision, st.FailedReason, st.StableRevision, st.Revision))
+					key, st.FailedRevision, st.FailedReason, st.RolledBackTo, st.Revision))
 			}
 			if st.Phase == reconciler.PhaseFailed && (was == nil || was.Phase != reconciler.PhaseFailed) {
 				failed = append(failed, fmt.Sprintf("deployment %s: %s", key, st.Message))
@@ -231,7 +231,7 @@ func converge(cmd *cobra.Command, s *session, g *globals, opts reconciler.Option
 	paused := func(res reconciler.Result) bool {
 		var msgs []string
 		for _, key := range slices.Sorted(maps.Keys(res.Rollouts)) {
-			if st := res.Rollouts[key]; st.Phase == reconciler.PhasePaused {
+			if st := res.Rollouts[key]; st.WaitsForPromote() {
 				msgs = append(msgs, "deployment "+key+": "+st.Message)
 			}
 		}

@@ -343,8 +343,8 @@ func rolloutOutcome(name string, d *spec.Deployment, st *reconciler.RolloutState
 		return &exitError{code: 1, err: fmt.Errorf("deployment %q rollout failed: %s", name, st.Message)}
 	case st.FailedRevision != 0 && st.Revision >= st.FailedRevision:
 		return &exitError{code: 1, err: fmt.Errorf("deployment %q rollout failed: revision %d %s; rolled back to revision %d's template (now revision %d)",
-			name, st.FailedRevision, st.FailedReason, st.StableRevision, st.Revision)}
-	case st.Phase == reconciler.PhasePaused:
+			name, st.FailedRevision, st.FailedReason, st.RolledBackTo, st.Revision)}
+	case st.WaitsForPromote():
 		return &exitError{code: 1, err: fmt.Errorf("deployment %q rollout is paused: %s", name, st.Message)}
 	}
 	return nil
