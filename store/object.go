@@ -260,13 +260,14 @@ func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 }
 
 // DesiredVersion changes whenever any object is created, changed or
-// deleted: a cheap way for a long-running controller to notice applies
+// deleted, or a rollout promoted: a cheap way for a long-running controller to notice applies
 // made by other processes without reading every object.
 func (s *Store) DesiredVersion(ctx context.Context) (string, error) {
-	var n, gens, updated int64
-	err := s.db.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(generation), 0), coalesce(max(updated_at), 0) FROM objects`).Scan(&n, &gens, &updated)
+	var n, gens, updated, promotes int64
+	err := s.db.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(generation), 0), coalesce(max(updated_at), 0),
+		(SELECT coalesce(sum(promote), 0) FROM rollouts) FROM objects`).Scan(&n, &gens, &updated, &promotes)
 	if err != nil {
 		return "", fmt.Errorf("read desired version: %w", err)
 	}
-	return fmt.Sprintf("%d.%d.%d", n, gens, updated), nil
+	return fmt.Sprintf("%d.%d.%d.%d", n, gens, updated, promotes), nil
 }
