@@ -8,7 +8,7 @@ DEMO_DIR  ?= $(CURDIR)/.demo
 # Packages with goroutines run under the race detector too.
 RACE_PKGS := ./sshexec/... ./image/... ./node/... ./sandbox/... ./reconciler/... ./probe/... ./lb/... ./ingress/...
 
-.PHONY: build test unit e2e race lint demo demo-down demo-images bench bench-transport bench-scale bench-failover bench-lb clean
+.PHONY: build test unit e2e race lint demo demo-down demo-images bench bench-transport bench-scale bench-failover bench-rollout bench-lb clean
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/fleet
@@ -43,7 +43,7 @@ demo: build demo-images
 demo-down:
 	$(BIN) sandbox down --name demo --dir $(DEMO_DIR)
 
-bench: bench-transport bench-scale bench-failover bench-lb
+bench: bench-transport bench-scale bench-failover bench-rollout bench-lb
 
 bench-transport: build demo-images
 	$(GO) run ./bench/transport -fleet $(BIN)
@@ -56,6 +56,9 @@ bench-scale: build demo-images
 
 bench-failover: build demo-images
 	$(GO) run ./bench/failover -fleet $(BIN)
+
+bench-rollout: build demo-images
+	$(GO) run ./bench/rollout -fleet $(BIN)
 
 # Installs nginx, haproxy and wrk from Debian when missing (root).
 bench-lb:
