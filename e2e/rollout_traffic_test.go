@@ -167,9 +167,7 @@ func TestRollout_UnderTraffic(t *testing.T) {
 	v3 := manifest("roll-v3.yaml", "v2", "1h", "")      // never ready
 	v4 := manifest("roll-v4.yaml", "v2", "1s", "300ms") // crash-loops before it is ready
 	t.Cleanup(func() { fleet(t, state, "delete", "-f", v1) })
-	if r := fleet(t, state, "apply", "-f", v1); r.code != 0 {
-		t.Fatalf("apply v1: exit %d\n%s%s", r.code, r.stdout, r.stderr)
-	}
+	applyComplete(t, state, v1, "roll")
 	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
 	l := startLoad(t, url)
 	eventually(t, "v1 answering through the load balancer", func() bool { return l.onlyLately("v1", 50) })
@@ -350,9 +348,7 @@ func TestRollout_Canary(t *testing.T) {
 	}
 	v1, v2, v3 := manifest("can-v1.yaml", "v1", "0"), manifest("can-v2.yaml", "v2", "0"), manifest("can-v3.yaml", "v1", "100")
 	t.Cleanup(func() { fleet(t, state, "delete", "-f", v1) })
-	if r := fleet(t, state, "apply", "-f", v1); r.code != 0 {
-		t.Fatalf("apply v1: exit %d\n%s%s", r.code, r.stdout, r.stderr)
-	}
+	applyComplete(t, state, v1, "can")
 	l := startLoad(t, fmt.Sprintf("http://127.0.0.1:%d/", port))
 	eventually(t, "v1 answering", func() bool { return l.onlyLately("v1", 50) })
 
@@ -432,9 +428,7 @@ func TestRollout_BlueGreen(t *testing.T) {
 	}
 	v1, v2 := manifest("bg-v1.yaml", "v1"), manifest("bg-v2.yaml", "v2")
 	t.Cleanup(func() { fleet(t, state, "delete", "-f", v1) })
-	if r := fleet(t, state, "apply", "-f", v1); r.code != 0 {
-		t.Fatalf("apply v1: exit %d\n%s%s", r.code, r.stdout, r.stderr)
-	}
+	applyComplete(t, state, v1, "bg")
 	l := startLoad(t, fmt.Sprintf("http://127.0.0.1:%d/", port))
 	eventually(t, "v1 answering", func() bool { return l.onlyLately("v1", 50) })
 	r := fleet(t, state, "apply", "-f", v2)
@@ -468,5 +462,18 @@ func TestRollout_BlueGreen(t *testing.T) {
 	}
 	if _, f, total := l.snapshot(); len(f) > 0 {
 		t.Errorf("%d of %d requests failed; first: %s", len(f), total, f[0])
+	}
+}
+
+// applyComplete applies manifest and waits until deploy/name's rollout is
+// complete (every pod ready, as serve's probes say): only then is its
+// revision the stable one a canary or blue-green rollout starts from.
+func applyComplete(t *testing.T, state, manifest, name string) {
+	t.Helper()
+	if r := fleet(t, state, "apply", "-f", manifest); r.code != 0 {
+		t.Fatalf("apply %s: exit %d\n%s%s", manifest, r.code, r.stdout, r.stderr)
+	}
+	if r := fleet(t, state, "rollout", "status", "deploy/"+name, "--timeout", "60s"); r.code != 0 {
+		t.Fatalf("rollout status after applying %s: exit %d\n%s%s", manifest, r.code, r.stdout, r.stderr)
 	}
 }

@@ -181,7 +181,8 @@ func (c *Controller) Run(ctx context.Context) error {
 
 	var wg sync.WaitGroup
 	bg, stop := context.WithCancel(ctx)
-	defer func() { stop(); wg.Wait() }()
+	c.R.rolls = newRolls(bg, c.poke)
+	defer func() { stop(); wg.Wait(); c.R.rolls.wait() }()
 	for _, m := range c.Machines {
 		wg.Add(2)
 		go func() { defer wg.Done(); c.monitor(bg, m) }()
@@ -485,6 +486,7 @@ func (c *Controller) route(ctx context.Context, obs Observed, templates map[stri
 
 // routeLocked is route with c.routeMu held.
 func (c *Controller) routeLocked(ctx context.Context, obs Observed, templates map[string]*spec.PodTemplate, svcs []*spec.Service) {
+	obs = c.refreshed(ctx, obs)
 	c.mu.Lock()
 	splits := c.lastSplits
 	c.mu.Unlock()
@@ -517,6 +519,13 @@ func (c *Controller) reroute(ctx context.Context) {
 	if !routed {
 		return
 	}
+	c.routeLocked(ctx, obs, templates, svcs)
+}
+
+// refreshed is obs with each pod's readiness as the probes say now: an
+// observation a pass made a while ago (or one that overlapped a
+// background roll) must not undo a verdict given since.
+func (c *Controller) refreshed(ctx context.Context, obs Observed) Observed {
 	pods := make([]PodStatus, len(obs.Pods))
 	now := c.R.now()
 	for i, p := range obs.Pods {
@@ -530,7 +539,7 @@ func (c *Controller) reroute(ctx context.Context) {
 		pods[i] = p
 	}
 	obs.Pods = pods
-	c.routeLocked(ctx, obs, templates, svcs)
+	return obs
 }
 
 // publish hands eps to Routes with the stopping pods' endpoints marked

@@ -82,6 +82,9 @@ type Reconciler struct {
 	// have gone unanswered for half the node timeout.
 	returnedAt func(machine string) time.Time
 	silent     func(machine string) bool
+	// rolls, set by a Controller, runs rolling updates in the background
+	// so a pass never waits for new pods to become ready.
+	rolls *rolls
 }
 
 // DefaultListTimeout bounds listing one machine's containers in a pass,
@@ -285,6 +288,21 @@ func (r *Reconciler) Pass(ctx context.Context, opts Options) (Result, error) {
 				failed = append(failed, ro)
 			}
 		}
+		if r.rolls != nil && attempt == 0 && !opts.DryRun {
+			// Background rolls that failed since the last pass: rolled
+			// back before anything is planned with the failed revision.
+			byKey := map[string]desired{}
+			for _, d := range want {
+				byKey[d.workload.Key()] = d
+			}
+			fails := r.rolls.failures(byKey)
+			for _, ro := range rolls {
+				if why, ok := fails[ro.key]; ok && ro.fail == "" && ro.state.Phase != PhaseComplete {
+					ro.fail = why
+					failed = append(failed, ro)
+				}
+			}
+		}
 		if len(failed) == 0 {
 			break
 		}
@@ -362,6 +380,11 @@ func (r *Reconciler) Pass(ctx context.Context, opts Options) (Result, error) {
 	}
 	r.current.Store(&passView{templates: templates, services: svcs, splits: res.splits})
 	ex := &executor{r: r, byKey: byKey, templates: templates, sems: map[string]chan struct{}{}, pods: obs.Pods, failed: map[string]string{}}
+	if r.rolls != nil {
+		// A workload rolling in the background is left alone until its
+		// roll ends.
+		plan = r.rolls.exclude(plan)
+	}
 	res.Errors = ex.run(ctx, plan, restart)
 	if !plan.Empty() || len(restart) > 0 {
 		r.log().Debug("pass timing", "observe", observed.Round(time.Millisecond), "images", ex.imagesTook.Round(time.Millisecond),
@@ -534,6 +557,10 @@ func (e *executor) run(ctx context.Context, plan planner.Plan, restart []PodStat
 		}()
 	}
 	for _, key := range sortedKeys(replaces) {
+		if e.r.rolls != nil {
+			e.r.rolls.start(e, key, replaces[key], failedImage)
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -794,8 +821,17 @@ func (e *executor) waitReady(ctx context.Context, s planner.Run) error {
 		}
 		return fmt.Errorf("%s: new pod %s %s: %w; kept its predecessor", s.Node, s.Pod, what, lastErr)
 	}
+	gone := func() error {
+		if e.r.silent != nil && e.r.silent(s.Node) {
+			return fmt.Errorf("%s: new pod %s: the machine stopped answering; kept its predecessor", s.Node, s.Pod)
+		}
+		return nil
+	}
 	var running []container.InspectResponse
 	for {
+		if err := gone(); err != nil {
+			return err
+		}
 		insps, err := inspect()
 		if err == nil {
 			if f := crashing(insps); f != nil {
@@ -830,6 +866,9 @@ func (e *executor) waitReady(ctx context.Context, s planner.Run) error {
 					return
 				case <-time.After(500 * time.Millisecond):
 				}
+				if err := gone(); err != nil {
+					pcancel(err)
+				}
 				if insps, err := inspect(); err == nil {
 					if f := crashing(insps); f != nil {
 						pcancel(f)
@@ -849,8 +888,11 @@ func (e *executor) waitReady(ctx context.Context, s planner.Run) error {
 					continue
 				}
 				if msg, ok := e.r.passes(pctx, p, t, started); !ok {
-					if f, isFailure := context.Cause(pctx).(rolloutFailure); isFailure {
-						return f
+					switch cause := context.Cause(pctx); {
+					case errors.As(cause, new(rolloutFailure)):
+						return cause
+					case cause != nil && cause != errDeadline && ctx.Err() == nil:
+						return cause // the machine stopped answering
 					}
 					return failed("not ready ("+msg+")", nil)
 				}

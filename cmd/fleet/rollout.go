@@ -276,6 +276,10 @@ func newRolloutStatusCmd(g *globals) *cobra.Command {
 						msg = fmt.Sprintf("Waiting for deployment %q rollout to finish: %d old replicas are pending termination...", name, total-dv.Replicas)
 					case dv.Available < dv.Replicas:
 						msg = fmt.Sprintf("Waiting for deployment %q rollout to finish: %d of %d updated replicas are available...", name, dv.Available, dv.Replicas)
+					case st != nil && st.Revision == dv.Revision && st.Phase != reconciler.PhaseComplete:
+						// The lease holder's next pass records it: only then
+						// is it the revision a failed rollout goes back to.
+						msg = fmt.Sprintf("Waiting for deployment %q rollout to finish: every replica is available; waiting for the controller to record it", name)
 					default:
 						fmt.Fprintf(cmd.OutOrStdout(), "deployment %q successfully rolled out (revision %d)\n", name, dv.Revision)
 						return nil
