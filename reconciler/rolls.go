@@ -112,4 +112,3 @@ func rollTimeout(d *spec.Deployment) time.Duration {
 
 // wait waits for the rolls in flight (after serve's context ended).
 func (rs *rolls) wait() { rs.wg.Wait() }
-
