@@ -137,7 +137,7 @@ func pebble(t *testing.T, httpPort, tlsPort int) (dir, apiRoot string, issuedRoo
 // HTTP there.
 func TestIngress_ACMEWithPebble(t *testing.T) {
 	const state = "ingress.db"
-	httpPort, tlsPort := lbPort()+2, lbPort()+3
+	httpPort, tlsPort := freePort(t), freePort(t)
 	acmeDir, apiRoot, roots := pebble(t, httpPort, tlsPort)
 	_, _, log := startServeLog(t, state, "--lb-address", "127.0.0.1", "--admin-address", "127.0.0.1:0", "--ingress-http", fmt.Sprintf("127.0.0.1:%d", httpPort),
 		"--ingress-https", fmt.Sprintf("127.0.0.1:%d", tlsPort), "--acme-ca", acmeDir, "--acme-ca-root", apiRoot, "--acme-email", "ops@fleet.test")

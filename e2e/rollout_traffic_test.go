@@ -158,7 +158,7 @@ spec:
 // of a rollout does not stop it from converging.
 func TestRollout_UnderTraffic(t *testing.T) {
 	const state = "roll.db"
-	port := lbPort() + 10
+	port := freePort(t)
 	startServe(t, state, "--lb-address", "127.0.0.1", "--admin-address", "", "--ingress-http", "", "--ingress-https", "")
 	manifest := func(name, version, readyAfter, exitAfter string) string {
 		return writeManifest(t, name, fmt.Sprintf(rollManifest, version, readyAfter, exitAfter, port))
@@ -337,7 +337,7 @@ func (l *load) share(t *testing.T, v string, n int) (float64, []string) {
 // its analysis allows is rolled back by itself.
 func TestRollout_Canary(t *testing.T) {
 	const state = "canary.db"
-	port := lbPort() + 11
+	port := freePort(t)
 	startServe(t, state, "--lb-address", "127.0.0.1", "--admin-address", "", "--ingress-http", "", "--ingress-https", "")
 	strategy := `    type: Canary
     canary:
@@ -419,7 +419,7 @@ func TestRollout_Canary(t *testing.T) {
 // old set stays for scaleDownDelaySeconds, then goes. No request fails.
 func TestRollout_BlueGreen(t *testing.T) {
 	const state = "bluegreen.db"
-	port := lbPort() + 12
+	port := freePort(t)
 	startServe(t, state, "--lb-address", "127.0.0.1", "--admin-address", "", "--ingress-http", "", "--ingress-https", "")
 	strategy := `    type: BlueGreen
     blueGreen: {autoPromotionEnabled: false, scaleDownDelaySeconds: 5}`

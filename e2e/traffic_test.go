@@ -3,11 +3,13 @@ package e2e
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -40,17 +42,42 @@ spec:
   - {name: raw, port: %d, targetPort: 8080}
 `
 
-// lbPort is a port for this run's LoadBalancer services on loopback.
-func lbPort() int { return 20000 + os.Getpid()%20000 }
+// freePort is a loopback port free now and handed out once per run, for
+// LoadBalancer services and ingress listeners: below the ephemeral range
+// (32768 and up), so no outgoing connection takes it meanwhile.
+func freePort(t *testing.T) int {
+	t.Helper()
+	portMu.Lock()
+	defer portMu.Unlock()
+	if nextPort == 0 {
+		nextPort = 20000 + os.Getpid()%10000
+	}
+	for ; nextPort < 32000; nextPort++ {
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", nextPort))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		nextPort++
+		return nextPort - 1
+	}
+	t.Fatal("no free loopback port below 32000")
+	return 0
+}
+
+var (
+	portMu   sync.Mutex
+	nextPort int
+)
 
 // A LoadBalancer Service is served by fleet serve on --lb-address, at L7
 // (a port named http) and L4, spread over the ready pods only: a pod
 // that stops being ready gets no requests, and none fail.
 func TestServe_LoadBalancer(t *testing.T) {
 	const state = "lb.db"
-	port := lbPort()
+	port, port2 := freePort(t), freePort(t)
 	_, _, log := startServeLog(t, state, "--lb-address", "127.0.0.1", "--admin-address", "127.0.0.1:0", "--ingress-http", "", "--ingress-https", "")
-	m := writeManifest(t, "lb.yaml", fmt.Sprintf(lbManifest, port, port+1))
+	m := writeManifest(t, "lb.yaml", fmt.Sprintf(lbManifest, port, port2))
 	t.Cleanup(func() { fleet(t, state, "delete", "-f", m) })
 	if r := fleet(t, state, "apply", "-f", m); r.code != 0 {
 		t.Fatalf("apply: exit %d\n%s%s", r.code, r.stdout, r.stderr)
@@ -86,7 +113,7 @@ func TestServe_LoadBalancer(t *testing.T) {
 		return len(seen) == 3
 	})
 	t.Run("L4 on a port not named http", func(t *testing.T) {
-		seen, failed := spread(fmt.Sprintf("http://127.0.0.1:%d/", port+1), 12)
+		seen, failed := spread(fmt.Sprintf("http://127.0.0.1:%d/", port2), 12)
 		if failed > 0 || len(seen) < 2 {
 			t.Fatalf("through the TCP proxy: %d failed, pods %v", failed, seen)
 		}
