@@ -79,7 +79,7 @@ func podRequests(ps spec.PodSpec) (milliCPU, memory int64) {
 //
 // nodePorts are the container's ports NodePort Services publish on the
 // machine's node port, besides the ephemeral one.
-func containerConfig(ns, owner, pod string, rev int64, hash string, ps spec.PodSpec, c spec.Container, nodePorts map[string]int) (*container.Config, *container.HostConfig) {
+func containerConfig(ns, owner, pod string, rev int64, hash string, ps spec.PodSpec, c spec.Container, env []string, nodePorts map[string]int) (*container.Config, *container.HostConfig) {
 	cpu, mem := podRequests(ps)
 	labels := map[string]string{
 		LabelManaged: "true", LabelNamespace: ns, LabelKind: "Deployment", LabelOwner: owner,
@@ -97,10 +97,6 @@ func containerConfig(ns, owner, pod string, rev int64, hash string, ps spec.PodS
 	}
 	if len(probes) > 0 {
 		labels[LabelProbes] = strings.Join(probes, ",")
-	}
-	env := make([]string, 0, len(c.Env))
-	for _, e := range c.Env {
-		env = append(env, e.Name+"="+e.Value)
 	}
 	var held []string
 	exposed := nat.PortSet{}

@@ -146,6 +146,7 @@ type desired struct {
 	workload  planner.Workload
 	deploy    *spec.Deployment
 	nodePorts nodePorts
+	configs   *configs
 }
 
 // window is how many replacements of a rolling update may be in flight:
@@ -200,6 +201,10 @@ func (r *Reconciler) readDesired(ctx context.Context) ([]desired, map[string]*sp
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	cfg, err := r.readConfigs(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	var out []desired
 	for _, o := range objs {
 		var d spec.Deployment
@@ -216,7 +221,7 @@ func (r *Reconciler) readDesired(ctx context.Context) ([]desired, map[string]*sp
 				// Pods of a NodePort Service carry the hash with its node
 				// ports folded in.
 				templates[templateKey(o.Namespace, o.Name, old.PodSpecHash())] = &old.Template
-				templates[templateKey(o.Namespace, o.Name, nodePortsFor(o.Namespace, &old.Template, svcs).hash(old.PodSpecHash()))] = &old.Template
+				templates[templateKey(o.Namespace, o.Name, podHash(o.Namespace, &old, svcs, cfg))] = &old.Template
 			}
 		}
 		templates[templateKey(o.Namespace, o.Name, d.PodSpecHash())] = &d.Template
@@ -226,9 +231,9 @@ func (r *Reconciler) readDesired(ctx context.Context) ([]desired, map[string]*sp
 		}
 		cpu, mem := podRequests(d.Template.Spec)
 		np := nodePortsFor(o.Namespace, &d.Template, svcs)
-		hash := np.hash(d.PodSpecHash())
+		hash := podHash(o.Namespace, &d, svcs, cfg)
 		templates[templateKey(o.Namespace, o.Name, hash)] = &d.Template
-		dd := desired{deploy: &d, nodePorts: np, workload: planner.Workload{
+		dd := desired{deploy: &d, nodePorts: np, configs: cfg, workload: planner.Workload{
 			Namespace: o.Namespace, Name: o.Name, Replicas: d.Replicas, SpecHash: hash,
 			Revision: rev, MilliCPU: cpu, Memory: mem, NodeSelector: d.Template.Spec.NodeSelector,
 			HostPorts: append(hostPorts(d.Template.Spec), np.held()...),
@@ -240,6 +245,13 @@ func (r *Reconciler) readDesired(ctx context.Context) ([]desired, map[string]*sp
 		out = append(out, dd)
 	}
 	return out, templates, svcs, nil
+}
+
+// podHash is the spec hash of a Deployment's pods: its template's, with
+// what the pods bind (node ports) and consume (ConfigMap and Secret
+// values) folded in, so a change of either replaces them.
+func podHash(ns string, d *spec.Deployment, svcs []*spec.Service, cfg *configs) string {
+	return nodePortsFor(ns, &d.Template, svcs).hash(cfg.hash(ns, &d.Template, d.PodSpecHash()))
 }
 
 // services reads every Service from the state file.
@@ -631,7 +643,16 @@ func (e *executor) start(ctx context.Context, s planner.Run) bool {
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
 	for _, c := range tpl.Spec.Containers {
-		cfg, host := containerConfig(ns, owner, s.Pod, s.Revision, s.SpecHash, tpl.Spec, c, d.nodePorts[c.Name])
+		env, err := d.configs.env(ns, c)
+		if err != nil {
+			// Kubernetes' CreateContainerConfigError: fixed by applying
+			// the ConfigMap or Secret, after which a pass starts it.
+			err = fmt.Errorf("%s: pod %s: %w", s.Node, s.Pod, err)
+			e.fail(err)
+			e.event("Warning", "CreateContainerConfigError", ns, s.Pod, s.Node, err.Error())
+			return false
+		}
+		cfg, host := containerConfig(ns, owner, s.Pod, s.Revision, s.SpecHash, tpl.Spec, c, env, d.nodePorts[c.Name])
 		name := ContainerName(ns, s.Pod, c.Name)
 		created, err := dk.ContainerCreate(ctx, cfg, host, nil, nil, name)
 		if errdefs.IsConflict(err) {

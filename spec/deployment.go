@@ -61,19 +61,16 @@ var (
 		},
 	}
 	containerSchema = schema{
-		known: []string{"name", "image", "command", "args", "env", "ports", "resources", "imagePullPolicy",
+		known: []string{"name", "image", "command", "args", "env", "envFrom", "ports", "resources", "imagePullPolicy",
 			"livenessProbe", "readinessProbe", "startupProbe", "workingDir"},
-		unsupported: unsupported("envFrom", "volumeMounts", "volumeDevices", "lifecycle", "securityContext",
+		unsupported: unsupported("volumeMounts", "volumeDevices", "lifecycle", "securityContext",
 			"stdin", "stdinOnce", "tty", "resizePolicy", "restartPolicy", "restartPolicyRules"),
 		ignored: map[string]string{
 			"terminationMessagePath":   "ignored: fleet keeps container logs instead",
 			"terminationMessagePolicy": "ignored: fleet keeps container logs instead",
 		},
 	}
-	envSchema = schema{
-		known:       []string{"name", "value"},
-		unsupported: map[string]string{"valueFrom": "valueFrom is not supported yet (ConfigMap/Secret come later); use value"},
-	}
+	envSchema           = schema{known: []string{"name", "value", "valueFrom"}}
 	containerPortSchema = schema{
 		known:       []string{"name", "containerPort", "hostPort", "protocol"},
 		unsupported: unsupported("hostIP"),
@@ -624,6 +621,8 @@ func (d *decoder) container(n *yaml.Node, path string) (Container, containerLine
 			}
 		case "env":
 			c.Env = d.env(v, path)
+		case "envFrom":
+			c.EnvFrom = d.envFrom(v, path)
 		case "ports":
 			c.Ports, lines.ports = d.containerPorts(v, path)
 		case "resources":
@@ -681,7 +680,15 @@ func (d *decoder) env(n *yaml.Node, path string) []EnvVar {
 		}
 		var e EnvVar
 		haveName := false
+		hasValue := false
 		d.fields(item, ipath, envSchema, func(key string, v *yaml.Node, path string) {
+			if key == "valueFrom" {
+				e.ValueFrom = d.valueFrom(v, path)
+				if hasValue {
+					d.errorf(v.Line, path, "not allowed with value")
+				}
+				return
+			}
 			s, ok := d.str(v, path)
 			if !ok {
 				return
@@ -696,7 +703,10 @@ func (d *decoder) env(n *yaml.Node, path string) []EnvVar {
 				}
 				e.Name = s
 			case "value":
-				e.Value = s
+				e.Value, hasValue = s, true
+				if e.ValueFrom != nil {
+					d.errorf(v.Line, path, "not allowed with valueFrom")
+				}
 			}
 		})
 		if !haveName {

@@ -95,7 +95,7 @@ func TestLoad_everyErrorFromEveryFile(t *testing.T) {
 	dir := t.TempDir()
 	writeFiles(t, dir, map[string]string{
 		"a.yaml":         deployment + "  replicas: -3\n",
-		"b/c.yaml":       "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\n",
+		"b/c.yaml":       "apiVersion: v1\nkind: StatefulSet\nmetadata: {name: s}\n",
 		"empty/notes.md": "",
 	})
 	_, err := Load([]string{
@@ -116,7 +116,7 @@ func TestLoad_everyErrorFromEveryFile(t *testing.T) {
 	// Sorted by file name: the temp dir's absolute paths sort before "<".
 	want := []string{
 		"a.yaml:11: Deployment/web: spec.replicas: must be at least 0, got -3",
-		"b/c.yaml:2: Secret/s: kind: kind Secret is not supported yet (supported: Namespace, Deployment, Service, Ingress)",
+		"b/c.yaml:2: StatefulSet/s: kind: kind StatefulSet is not supported yet (supported: Namespace, Deployment, Service, Ingress, ConfigMap, Secret)",
 		"empty: no *.yaml or *.yml files in this directory",
 		"missing.yaml: stat: no such file or directory",
 		"<stdin>:1: invalid YAML: did not find expected node content",

@@ -34,15 +34,17 @@ var apiVersions = map[string]string{
 	KindDeployment: "apps/v1",
 	KindService:    "v1",
 	KindIngress:    "networking.k8s.io/v1",
+	KindConfigMap:  "v1",
+	KindSecret:     "v1",
 }
 
 // supportedKinds is apiVersions' keys in the order messages list them.
-var supportedKinds = []string{KindNamespace, KindDeployment, KindService, KindIngress}
+var supportedKinds = []string{KindNamespace, KindDeployment, KindService, KindIngress, KindConfigMap, KindSecret}
 
 // laterKinds are Kubernetes kinds fleet does not support yet; anything
 // else is an unknown kind.
 var laterKinds = []string{
-	"ConfigMap", "Secret", "IngressClass", "PersistentVolumeClaim", "PersistentVolume",
+	"IngressClass", "PersistentVolumeClaim", "PersistentVolume",
 	"StorageClass", "StatefulSet", "DaemonSet", "HorizontalPodAutoscaler", "Job", "CronJob",
 	"Pod", "ReplicaSet", "ReplicationController", "PodDisruptionBudget", "NetworkPolicy",
 	"ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding",
@@ -218,9 +220,14 @@ func (d *decoder) document(root *yaml.Node, ns string) Object {
 	var specNode *yaml.Node
 	specLine := root.Line
 	top := schema{known: []string{"apiVersion", "kind", "metadata", "spec"}, ignored: map[string]string{"status": "ignored: status is reported by fleet, not declared"}}
-	if kind == KindNamespace {
+	switch kind {
+	case KindNamespace:
 		top.known = top.known[:3]
 		top.hidden = []string{"spec"}
+	case KindConfigMap, KindSecret:
+		// No spec: their data fields are read below.
+		top.known = top.known[:3]
+		top.hidden = []string{"data", "binaryData", "stringData", "type", "immutable"}
 	}
 	haveAPIVersion, haveMetadata := false, false
 	d.fields(root, "", top, func(key string, v *yaml.Node, path string) {
@@ -269,6 +276,12 @@ func (d *decoder) document(root *yaml.Node, ns string) Object {
 		ing := &Ingress{Meta: meta}
 		d.ingressSpec(specNode, specLine, ing)
 		obj = ing
+	case KindConfigMap:
+		obj = &ConfigMap{Meta: meta}
+		d.configData(root, kind, obj)
+	case KindSecret:
+		obj = &Secret{Meta: meta}
+		d.configData(root, kind, obj)
 	}
 	if len(d.errs) > before {
 		return nil

@@ -222,7 +222,7 @@ spec:
 		Image:   "registry.example.com:5000/shop/api@sha256:0123",
 		Command: []string{"/api"},
 		Args:    []string{"--port", "8080"},
-		Env:     []EnvVar{{"MODE", "prod"}, {"EMPTY", ""}},
+		Env:     []EnvVar{{Name: "MODE", Value: "prod"}, {Name: "EMPTY", Value: ""}},
 		Ports: []ContainerPort{
 			{Name: "http", ContainerPort: 8080, Protocol: "TCP"},
 			{ContainerPort: 53, HostPort: 5353, Protocol: "UDP"},
@@ -540,23 +540,35 @@ func TestParse_badManifests(t *testing.T) {
 	}, {
 		name:     "misspelt field",
 		manifest: deployment + "        workdir: /app\n",
-		want:     `bad.yaml:11: Deployment/web: spec.template.spec.containers[0].workdir: unknown field, did you mean workingDir? (known: name, image, command, args, env, ports, resources, imagePullPolicy, livenessProbe, readinessProbe, startupProbe, workingDir)`,
+		want:     `bad.yaml:11: Deployment/web: spec.template.spec.containers[0].workdir: unknown field, did you mean workingDir? (known: name, image, command, args, env, envFrom, ports, resources, imagePullPolicy, livenessProbe, readinessProbe, startupProbe, workingDir)`,
 	}, {
-		name:     "env from a secret",
-		manifest: deployment + "        env:\n        - name: PASSWORD\n          valueFrom: {secretKeyRef: {name: db, key: pw}}\n",
-		want:     `bad.yaml:13: Deployment/web: spec.template.spec.containers[0].env[0].valueFrom: valueFrom is not supported yet (ConfigMap/Secret come later); use value`,
+		name:     "env from a secret without a key",
+		manifest: deployment + "        env:\n        - name: PASSWORD\n          valueFrom: {secretKeyRef: {name: db}}\n",
+		want:     `bad.yaml:13: Deployment/web: spec.template.spec.containers[0].env[0].valueFrom.secretKeyRef.key: required`,
+	}, {
+		name:     "env with value and valueFrom",
+		manifest: deployment + "        env:\n        - name: PASSWORD\n          value: x\n          valueFrom: {secretKeyRef: {name: db, key: pw}}\n",
+		want:     `bad.yaml:14: Deployment/web: spec.template.spec.containers[0].env[0].valueFrom: not allowed with value`,
+	}, {
+		name:     "a secret whose data is not base64",
+		manifest: "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\ndata: {password: hunter2!}\n",
+		want:     `bad.yaml:4: Secret/db: data[password]: not valid base64 (8 characters); use stringData for plain text`,
+	}, {
+		name:     "a config key that cannot be a file name",
+		manifest: "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg}\ndata: {a/b: c}\n",
+		want:     `bad.yaml:4: ConfigMap/cfg: data[a/b]: must consist of letters, digits, '-', '_' or '.' (it can become a file name)`,
 	}, {
 		name:     "wrong apiVersion",
 		manifest: strings.Replace(deployment, "apps/v1", "extensions/v1beta1", 1),
 		want:     `bad.yaml:1: Deployment/web: apiVersion: must be apps/v1 for Deployment, got "extensions/v1beta1"`,
 	}, {
 		name:     "kind not supported yet",
-		manifest: "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg}\ndata: {a: b}\n",
-		want:     `bad.yaml:2: ConfigMap/cfg: kind: kind ConfigMap is not supported yet (supported: Namespace, Deployment, Service, Ingress)`,
+		manifest: "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data}\nspec: {}\n",
+		want:     `bad.yaml:2: PersistentVolumeClaim/data: kind: kind PersistentVolumeClaim is not supported yet (supported: Namespace, Deployment, Service, Ingress, ConfigMap, Secret)`,
 	}, {
 		name:     "unknown kind",
 		manifest: strings.Replace(deployment, "kind: Deployment", "kind: Deploymnet", 1),
-		want:     `bad.yaml:2: Deploymnet/web: kind: unknown kind Deploymnet, did you mean Deployment? (supported: Namespace, Deployment, Service, Ingress)`,
+		want:     `bad.yaml:2: Deploymnet/web: kind: unknown kind Deploymnet, did you mean Deployment? (supported: Namespace, Deployment, Service, Ingress, ConfigMap, Secret)`,
 	}, {
 		name:     "Service without ports",
 		manifest: "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  selector: {app: web}\n",

@@ -220,6 +220,9 @@ type Container struct {
 	Command []string `json:"command,omitempty"`
 	Args    []string `json:"args,omitempty"`
 	Env     []EnvVar `json:"env,omitempty"`
+	// EnvFrom sets a variable for every key of a ConfigMap or Secret;
+	// Env wins over it.
+	EnvFrom []EnvFromSource `json:"envFrom,omitempty"`
 	// Ports have unique containerPort/protocol pairs within the pod.
 	Ports     []ContainerPort `json:"ports,omitempty"`
 	Resources Resources       `json:"resources,omitzero"`
@@ -234,10 +237,12 @@ type Container struct {
 	WorkingDir     string `json:"workingDir,omitempty"`
 }
 
-// EnvVar is one environment variable with a literal value.
+// EnvVar is one environment variable: a literal value, or one from a
+// ConfigMap or Secret key.
 type EnvVar struct {
-	Name  string `json:"name,omitempty"`
-	Value string `json:"value,omitempty"`
+	Name      string        `json:"name,omitempty"`
+	Value     string        `json:"value,omitempty"`
+	ValueFrom *EnvVarSource `json:"valueFrom,omitempty"`
 }
 
 // Protocols for ports.

@@ -25,6 +25,8 @@ var kindResource = map[string]string{
 	"Namespace":  "namespace",
 	"Deployment": "deployment.apps",
 	"Service":    "service",
+	"ConfigMap":  "configmap",
+	"Secret":     "secret",
 	"Ingress":    "ingress.networking.k8s.io",
 }
 
@@ -79,6 +81,11 @@ func writes(ctx context.Context, st *store.Store, objs []spec.Object, cause stri
 	if err != nil {
 		return nil, err
 	}
+	missing, err := checkConfigRefs(ctx, st, objs)
+	if err != nil {
+		return nil, err
+	}
+	problems = append(problems, missing...)
 	for _, o := range objs {
 		m := o.Metadata()
 		ns := m.Namespace

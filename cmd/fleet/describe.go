@@ -73,8 +73,22 @@ func newDescribeCmd(g *globals) *cobra.Command {
 				}
 				fmt.Fprintf(w, "    Requests: cpu %dm, memory %s; limits: cpu %dm, memory %s\n",
 					c.Resources.Requests.MilliCPU, humanBytes(c.Resources.Requests.Memory), c.Resources.Limits.MilliCPU, humanBytes(c.Resources.Limits.Memory))
+				for _, e := range c.EnvFrom {
+					if e.ConfigMapRef != nil {
+						fmt.Fprintf(w, "    Env from: ConfigMap %s (prefix %q)\n", e.ConfigMapRef.Name, e.Prefix)
+					} else {
+						fmt.Fprintf(w, "    Env from: Secret %s (prefix %q)\n", e.SecretRef.Name, e.Prefix)
+					}
+				}
 				for _, e := range c.Env {
-					fmt.Fprintf(w, "    Env: %s=%s\n", e.Name, e.Value)
+					switch {
+					case e.ValueFrom == nil:
+						fmt.Fprintf(w, "    Env: %s=%s\n", e.Name, e.Value)
+					case e.ValueFrom.ConfigMapKeyRef != nil:
+						fmt.Fprintf(w, "    Env: %s from ConfigMap %s key %s\n", e.Name, e.ValueFrom.ConfigMapKeyRef.Name, e.ValueFrom.ConfigMapKeyRef.Key)
+					default:
+						fmt.Fprintf(w, "    Env: %s from Secret %s key %s\n", e.Name, e.ValueFrom.SecretKeyRef.Name, e.ValueFrom.SecretKeyRef.Key)
+					}
 				}
 			}
 			revs, _ := s.store.Revisions(cmd.Context(), "Deployment", ns, name)

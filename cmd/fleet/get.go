@@ -17,9 +17,10 @@ import (
 func newGetCmd(g *globals) *cobra.Command {
 	var output string
 	var ns nsFlags
+	var showSecrets bool
 	cmd := &cobra.Command{
 		Use:   "get RESOURCE[,RESOURCE...]",
-		Short: "Show resources: nodes, deploy, pods, svc, endpoints, ns, events",
+		Short: "Show resources: nodes, deploy, pods, svc, endpoints, cm, secrets, ns, events",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkOutput(output); err != nil {
@@ -48,8 +49,12 @@ func newGetCmd(g *globals) *cobra.Command {
 					err = getServices(cmd, v, ns, output)
 				case "endpoints", "ep":
 					err = getEndpoints(cmd, v, ns, output)
+				case "configmaps", "configmap", "cm":
+					err = getConfigs(cmd, v, ns, "ConfigMap", output, false)
+				case "secrets", "secret":
+					err = getConfigs(cmd, v, ns, "Secret", output, showSecrets)
 				default:
-					err = fmt.Errorf("get %s: unknown resource type (known: nodes, deploy, pods, svc, endpoints, ns, events)", k)
+					err = fmt.Errorf("get %s: unknown resource type (known: nodes, deploy, pods, svc, endpoints, cm, secrets, ns, events)", k)
 				}
 				if err != nil {
 					return err
@@ -59,6 +64,7 @@ func newGetCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, wide, json or yaml")
+	cmd.Flags().BoolVar(&showSecrets, "show-secrets", false, "show Secret values with -o json|yaml (hidden otherwise)")
 	ns.add(cmd)
 	return cmd
 }

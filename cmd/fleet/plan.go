@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fleetdev/fleet/reconciler"
+	"github.com/fleetdev/fleet/spec"
 	"github.com/fleetdev/fleet/store"
 )
 
@@ -234,6 +235,10 @@ func newDiffCmd(g *globals) *cobra.Command {
 				}
 				differ = true
 				name := fmt.Sprintf("%s/%s/%s", c.w.Kind, c.w.Namespace, c.w.Name)
+				if c.w.Kind == spec.KindSecret {
+					fmt.Fprint(cmd.OutOrStdout(), secretDiff(c.w.Namespace+"/"+c.w.Name, c.old, c.w.Spec))
+					continue
+				}
 				fmt.Fprint(cmd.OutOrStdout(), unifiedDiff("live/"+name, "manifest/"+name, pretty(c.old), pretty(c.w.Spec)))
 			}
 			if differ {

@@ -3,12 +3,15 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"os"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"github.com/fleetdev/fleet/planner"
 	"github.com/fleetdev/fleet/reconciler"
@@ -316,8 +319,12 @@ func parseRef(ref string) (kind, name string, err error) {
 		return "Pod", n, nil
 	case "ing", "ingress", "ingresses":
 		return "Ingress", n, nil
+	case "cm", "configmap", "configmaps":
+		return "ConfigMap", n, nil
+	case "secret", "secrets":
+		return "Secret", n, nil
 	}
-	return "", "", fmt.Errorf("%q: unknown type %q (known: deploy, svc, ing, ns, pod)", ref, t)
+	return "", "", fmt.Errorf("%q: unknown type %q (known: deploy, svc, ing, cm, secret, ns, pod)", ref, t)
 }
 
 func newScaleCmd(g *globals) *cobra.Command {
@@ -374,9 +381,10 @@ func newScaleCmd(g *globals) *cobra.Command {
 func newDeleteCmd(g *globals) *cobra.Command {
 	var mf manifestFlags
 	var wf waitFlags
+	var yes bool
 	cmd := &cobra.Command{
 		Use:   "delete (-f FILE | TYPE/NAME)",
-		Short: "Remove objects from the desired state; their containers are stopped",
+		Short: "Remove objects from the desired state; their containers are stopped (ns/NAME: everything in the namespace)",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			type ref struct{ kind, ns, name string }
@@ -393,11 +401,18 @@ func newDeleteCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if kind == "Namespace" {
-					return fmt.Errorf("delete %s: deleting namespaces comes with namespace support; delete its objects instead", args[0])
-				}
 				if kind == "Pod" {
 					return fmt.Errorf("delete %s: pods belong to their Deployment and are not in the desired state; scale or delete the Deployment", args[0])
+				}
+				if kind == "Namespace" {
+					nsRefs, err := namespaceContents(cmd, g, name, yes)
+					if err != nil {
+						return err
+					}
+					for _, r := range nsRefs {
+						refs = append(refs, ref{r[0], r[1], r[2]})
+					}
+					break
 				}
 				refs = append(refs, ref{kind, ns, name})
 			default:
@@ -437,5 +452,71 @@ func newDeleteCmd(g *globals) *cobra.Command {
 	}
 	mf.add(cmd)
 	wf.add(cmd)
+	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "delete a namespace without asking")
 	return cmd
+}
+
+// namespaceKinds are the kinds a namespace holds, deleted in this order
+// (what consumes before what is consumed).
+var namespaceKinds = []string{"Ingress", "Service", "Deployment", "ConfigMap", "Secret"}
+
+// namespaceContents lists, as kind/namespace/name, everything in
+// namespace ns and then the Namespace itself, once the user confirmed
+// (or --yes): deleting a namespace deletes everything in it.
+func namespaceContents(cmd *cobra.Command, g *globals, ns string, yes bool) ([][3]string, error) {
+	if ns == "default" {
+		return nil, fmt.Errorf("delete ns/default: the default namespace cannot be deleted; delete its objects instead")
+	}
+	s, err := g.open(cmd.Context())
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	var out [][3]string
+	count := map[string]int{}
+	for _, kind := range namespaceKinds {
+		objs, err := s.store.List(cmd.Context(), kind, ns)
+		if err != nil {
+			return nil, err
+		}
+		for _, o := range objs {
+			out = append(out, [3]string{kind, ns, o.Name})
+			count[kind]++
+		}
+	}
+	if _, found, err := s.store.Get(cmd.Context(), "Namespace", "", ns); err != nil {
+		return nil, err
+	} else if !found && len(out) == 0 {
+		return nil, fmt.Errorf("namespace %s not found (fleet get ns lists them)", ns)
+	}
+	var what []string
+	for _, kind := range namespaceKinds {
+		if n := count[kind]; n > 0 {
+			what = append(what, fmt.Sprintf("%d %s", n, kindResource[kind]))
+		}
+	}
+	summary := "nothing else"
+	if len(what) > 0 {
+		summary = strings.Join(what, ", ")
+	}
+	if !yes {
+		in := cmd.InOrStdin()
+		if f, ok := in.(*os.File); !ok || !isTerminal(f) {
+			return nil, &exitError{code: 1, err: fmt.Errorf("delete ns/%s would delete %s in it; run again with --yes to confirm", ns, summary)}
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "Delete namespace %s and %s in it? [y/N] ", ns, summary)
+		var answer string
+		fmt.Fscanln(in, &answer)
+		if answer != "y" && answer != "yes" {
+			return nil, &exitError{code: 1, err: errors.New("not deleted")}
+		}
+	}
+	return append(out, [3]string{"Namespace", "", ns}), nil
+}
+
+// isTerminal reports whether f is a terminal (not /dev/null, which is a
+// character device too).
+func isTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }

@@ -1,0 +1,210 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const configManifest = `apiVersion: v1
+kind: ConfigMap
+metadata: {name: app-config}
+data:
+  GREETING: %s
+  MODE: dev
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: db}
+stringData:
+  password: s3cr3t-%s
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: cfg}
+spec:
+  replicas: 2
+  template:
+    spec:
+      containers:
+      - name: web
+        image: fleet-demo:v1
+        envFrom:
+        - {prefix: CFG_, configMapRef: {name: app-config}}
+        env:
+        - name: GREETING
+          valueFrom: {configMapKeyRef: {name: app-config, key: GREETING}}
+        - name: DB_PASSWORD
+          valueFrom: {secretKeyRef: {name: db, key: password}}
+`
+
+// containerEnv is the environment Docker gave each of owner's pods.
+func containerEnv(t *testing.T, state, owner string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, p := range getPodsJSON(t, state, owner) {
+		out[p.Name] = hostExec(t, p.Node, "docker", "inspect", "--format", "{{range .Config.Env}}{{println .}}{{end}}", p.ContainerID)
+	}
+	return out
+}
+
+// A ConfigMap and a Secret reach the containers as environment variables
+// (by key and with envFrom); the Secret's value is in no listing, event,
+// diff or the state file; editing the ConfigMap rolls the Deployment; a
+// reference to a missing Secret is refused at apply with file:line.
+func TestConfig_ConfigMapAndSecretAsEnv(t *testing.T) {
+	const state = "config.db"
+	manifest := func(name, greeting, secret string) string {
+		return writeManifest(t, name, fmt.Sprintf(configManifest, greeting, secret))
+	}
+	v1 := manifest("cfg-v1.yaml", "hello", "XYZ")
+	t.Cleanup(func() { fleet(t, state, "delete", "-f", v1) })
+	r := fleet(t, state, "apply", "-f", v1)
+	if r.code != 0 {
+		t.Fatalf("apply: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	for pod, env := range containerEnv(t, state, "cfg") {
+		for _, want := range []string{"GREETING=hello", "CFG_MODE=dev", "CFG_GREETING=hello", "DB_PASSWORD=s3cr3t-XYZ"} {
+			if !strings.Contains(env, want+"\n") {
+				t.Errorf("pod %s lacks %s in its environment:\n%s", pod, want, env)
+			}
+		}
+	}
+	secret := "s3cr3t-XYZ"
+	noSecret := func(what, text string) {
+		t.Helper()
+		if strings.Contains(text, secret) {
+			t.Errorf("%s shows the secret value:\n%s", what, text)
+		}
+	}
+	noSecret("apply", r.stdout+r.stderr)
+	y := fleet(t, state, "get", "secrets", "-o", "yaml")
+	noSecret("get secrets -o yaml", y.stdout)
+	if !strings.Contains(y.stdout, "password: <hidden>") {
+		t.Errorf("get secrets -o yaml does not list the key as hidden:\n%s", y.stdout)
+	}
+	if s := fleet(t, state, "get", "secrets", "-o", "yaml", "--show-secrets").stdout; !strings.Contains(s, secret) {
+		t.Errorf("get secrets --show-secrets does not show the value:\n%s", s)
+	}
+	noSecret("get events", fleet(t, state, "get", "events").stdout)
+	noSecret("describe deploy", fleet(t, state, "describe", "deploy/cfg").stdout)
+	v2 := manifest("cfg-v2.yaml", "bonjour", "ABC")
+	d := fleet(t, state, "diff", "-f", v2)
+	noSecret("diff", d.stdout)
+	if strings.Contains(d.stdout, "s3cr3t-ABC") || !strings.Contains(d.stdout, "~ password (changed)") {
+		t.Errorf("diff of the Secret should name the changed key only:\n%s", d.stdout)
+	}
+	for _, f := range []string{state, state + "-wal"} {
+		b, err := os.ReadFile(filepath.Join(stateDir, f))
+		if err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(b), secret) {
+			t.Errorf("the state file %s holds the secret value in plain text", f)
+		}
+	}
+
+	t.Run("editing the ConfigMap and Secret rolls the pods", func(t *testing.T) {
+		before := getPodsJSON(t, state, "cfg")
+		if r := fleet(t, state, "apply", "-f", v2); r.code != 0 {
+			t.Fatalf("apply: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		after := getPodsJSON(t, state, "cfg")
+		for _, a := range after {
+			for _, b := range before {
+				if a.Name == b.Name {
+					t.Errorf("pod %s was not replaced", a.Name)
+				}
+			}
+		}
+		for pod, env := range containerEnv(t, state, "cfg") {
+			if !strings.Contains(env, "GREETING=bonjour\n") || !strings.Contains(env, "DB_PASSWORD=s3cr3t-ABC\n") {
+				t.Errorf("pod %s after the edit:\n%s", pod, env)
+			}
+		}
+	})
+	t.Run("a reference to a missing Secret changes nothing", func(t *testing.T) {
+		bad := writeManifest(t, "cfg-bad.yaml", strings.Replace(fmt.Sprintf(configManifest, "hi", "X"), "secretKeyRef: {name: db,", "secretKeyRef: {name: nodb,", 1))
+		r := fleet(t, state, "apply", "-f", bad)
+		if r.code == 0 || !strings.Contains(r.stderr, "cfg-bad.yaml:30: Deployment/cfg: spec.template.spec.containers[0].env[1].valueFrom.secretKeyRef: Secret nodb does not exist in namespace default") {
+			t.Fatalf("apply with a missing Secret: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		for pod, env := range containerEnv(t, state, "cfg") {
+			if !strings.Contains(env, "GREETING=bonjour\n") {
+				t.Errorf("pod %s changed after a refused apply:\n%s", pod, env)
+			}
+		}
+	})
+}
+
+const nsManifest = `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: shop}
+spec:
+  replicas: 2
+  template:
+    spec:
+      containers:
+      - {name: web, image: fleet-demo:v1, ports: [{name: http, containerPort: 8080}]}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: shop}
+data: {color: blue}
+`
+
+// The same manifests applied with -n dev and -n prod run side by side on
+// the same machines; deleting namespace dev (with --yes) removes
+// everything in it and nothing of prod.
+func TestNamespaces_SideBySide(t *testing.T) {
+	const state = "ns.db"
+	m := writeManifest(t, "shop.yaml", nsManifest)
+	nss := writeManifest(t, "shop-ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: dev}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: prod}\n")
+	t.Cleanup(func() {
+		fleet(t, state, "delete", "ns/dev", "--yes")
+		fleet(t, state, "delete", "ns/prod", "--yes")
+	})
+	if r := fleet(t, state, "apply", "-f", nss); r.code != 0 {
+		t.Fatalf("apply namespaces: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	for _, ns := range []string{"dev", "prod"} {
+		if r := fleet(t, state, "apply", "-n", ns, "-f", m); r.code != 0 {
+			t.Fatalf("apply -n %s: exit %d\n%s%s", ns, r.code, r.stdout, r.stderr)
+		}
+	}
+	byNS := map[string]int{}
+	for _, p := range getPodsJSON(t, state, "shop") {
+		byNS[p.Namespace]++
+	}
+	if byNS["dev"] != 2 || byNS["prod"] != 2 {
+		t.Fatalf("pods by namespace: %v, want 2 and 2", byNS)
+	}
+	if out := fleet(t, state, "get", "pods", "-n", "dev").stdout; strings.Count(out, "shop-") != 2 {
+		t.Errorf("get pods -n dev:\n%s", out)
+	}
+	if out := fleet(t, state, "get", "cm", "-A").stdout; !strings.Contains(out, "dev") || !strings.Contains(out, "prod") {
+		t.Errorf("get cm -A:\n%s", out)
+	}
+	r := fleet(t, state, "delete", "ns/dev")
+	if r.code == 0 || !strings.Contains(r.stderr, "--yes") {
+		t.Fatalf("delete ns/dev without --yes: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := fleet(t, state, "delete", "ns/dev", "--yes"); r.code != 0 {
+		t.Fatalf("delete ns/dev --yes: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	byNS = map[string]int{}
+	for _, p := range getPodsJSON(t, state, "shop") {
+		byNS[p.Namespace]++
+	}
+	if byNS["dev"] != 0 || byNS["prod"] != 2 {
+		t.Errorf("pods by namespace after deleting dev: %v, want prod's 2 only", byNS)
+	}
+	if out := fleet(t, state, "get", "ns").stdout; strings.Contains(out, "dev") {
+		t.Errorf("get ns still lists dev:\n%s", out)
+	}
+	if out := fleet(t, state, "get", "cm", "-A").stdout; strings.Contains(out, "dev") {
+		t.Errorf("get cm -A still lists dev's ConfigMap:\n%s", out)
+	}
+}

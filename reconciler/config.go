@@ -1,0 +1,166 @@
+package reconciler
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/fleetdev/fleet/spec"
+)
+
+// configs are the ConfigMaps and Secrets of the state file, by
+// namespace/name.
+type configs struct {
+	maps    map[string]*spec.ConfigMap
+	secrets map[string]*spec.Secret
+}
+
+// readConfigs reads every ConfigMap and Secret (the store decrypts
+// Secrets).
+func (r *Reconciler) readConfigs(ctx context.Context) (*configs, error) {
+	c := &configs{maps: map[string]*spec.ConfigMap{}, secrets: map[string]*spec.Secret{}}
+	maps, err := r.Store.List(ctx, spec.KindConfigMap, "")
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range maps {
+		var m spec.ConfigMap
+		if err := json.Unmarshal(o.Spec, &m); err != nil {
+			return nil, fmt.Errorf("decode ConfigMap %s/%s from the state file: %w", o.Namespace, o.Name, err)
+		}
+		c.maps[o.Namespace+"/"+o.Name] = &m
+	}
+	secrets, err := r.Store.List(ctx, spec.KindSecret, "")
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range secrets {
+		var s spec.Secret
+		if err := json.Unmarshal(o.Spec, &s); err != nil {
+			return nil, fmt.Errorf("decode Secret %s/%s from the state file: %w", o.Namespace, o.Name, err)
+		}
+		c.secrets[o.Namespace+"/"+o.Name] = &s
+	}
+	return c, nil
+}
+
+// lookup is the value of one key (nil kv: every key) of a ConfigMap or
+// Secret in ns; found is false when the object or key is missing.
+func (c *configs) values(ns, kind, name string) (map[string][]byte, bool) {
+	out := map[string][]byte{}
+	switch kind {
+	case spec.KindConfigMap:
+		m, ok := c.maps[ns+"/"+name]
+		if !ok {
+			return nil, false
+		}
+		for _, k := range m.Keys() {
+			v, _ := m.Value(k)
+			out[k] = []byte(v)
+		}
+	case spec.KindSecret:
+		s, ok := c.secrets[ns+"/"+name]
+		if !ok {
+			return nil, false
+		}
+		for k, v := range s.Data {
+			out[k] = v
+		}
+	}
+	return out, true
+}
+
+// env is container c's environment in namespace ns, NAME=value, with its
+// ConfigMap and Secret references resolved: envFrom first, then env,
+// later ones winning, as Kubernetes does. A missing object or key that is
+// not optional is an error naming it.
+func (c *configs) env(ns string, ct spec.Container) ([]string, error) {
+	vars := map[string]string{}
+	var order []string
+	set := func(k, v string) {
+		if _, ok := vars[k]; !ok {
+			order = append(order, k)
+		}
+		vars[k] = v
+	}
+	for _, e := range ct.EnvFrom {
+		kind, ref := spec.KindConfigMap, e.ConfigMapRef
+		if e.SecretRef != nil {
+			kind, ref = spec.KindSecret, e.SecretRef
+		}
+		vals, ok := c.values(ns, kind, ref.Name)
+		if !ok {
+			if ref.Optional {
+				continue
+			}
+			return nil, fmt.Errorf("container %s: envFrom %s %s/%s does not exist (apply it, or mark the reference optional)", ct.Name, kind, ns, ref.Name)
+		}
+		keys := make([]string, 0, len(vals))
+		for k := range vals {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			set(e.Prefix+k, string(vals[k]))
+		}
+	}
+	for _, e := range ct.Env {
+		if e.ValueFrom == nil {
+			set(e.Name, e.Value)
+			continue
+		}
+		kind, ref := spec.KindConfigMap, e.ValueFrom.ConfigMapKeyRef
+		if e.ValueFrom.SecretKeyRef != nil {
+			kind, ref = spec.KindSecret, e.ValueFrom.SecretKeyRef
+		}
+		vals, ok := c.values(ns, kind, ref.Name)
+		v, has := vals[ref.Key]
+		switch {
+		case ok && has:
+			set(e.Name, string(v))
+		case ref.Optional:
+		case !ok:
+			return nil, fmt.Errorf("container %s: env %s: %s %s/%s does not exist (apply it, or mark the reference optional)", ct.Name, e.Name, kind, ns, ref.Name)
+		default:
+			return nil, fmt.Errorf("container %s: env %s: %s %s/%s has no key %q", ct.Name, e.Name, kind, ns, ref.Name, ref.Key)
+		}
+	}
+	out := make([]string, 0, len(order))
+	for _, k := range order {
+		out = append(out, k+"="+vars[k])
+	}
+	return out, nil
+}
+
+// hash folds what template t consumes from ConfigMaps and Secrets in ns
+// into its hash: a change of a consumed value replaces the pods (a
+// rolling update), which Kubernetes does not do. Values enter only as
+// their own hashes.
+func (c *configs) hash(ns string, t *spec.PodTemplate, base string) string {
+	refs := t.ConfigRefs()
+	if len(refs) == 0 {
+		return base
+	}
+	var parts []string
+	for _, ref := range refs {
+		vals, ok := c.values(ns, ref.Kind, ref.Name)
+		if !ok {
+			parts = append(parts, ref.Kind+"/"+ref.Name+":missing")
+			continue
+		}
+		for k, v := range vals {
+			if ref.Key != "" && k != ref.Key {
+				continue
+			}
+			sum := sha256.Sum256(v)
+			parts = append(parts, ref.Kind+"/"+ref.Name+"/"+k+"="+hex.EncodeToString(sum[:8]))
+		}
+	}
+	sort.Strings(parts)
+	sum := sha256.Sum256([]byte(base + "|" + strings.Join(parts, ",")))
+	return hex.EncodeToString(sum[:])[:len(base)]
+}
