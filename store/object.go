@@ -52,7 +52,7 @@ func (s *Store) Apply(ctx context.Context, writes []Write, now time.Time) ([]App
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		out = out[:0]
 		for _, w := range writes {
-			a, err := applyOne(ctx, tx, w, now)
+			a, err := s.applyOne(ctx, tx, w, now)
 			if err != nil {
 				return fmt.Errorf("store %s/%s/%s: %w", w.Kind, w.Namespace, w.Name, err)
 			}
@@ -63,25 +63,44 @@ func (s *Store) Apply(ctx context.Context, writes []Write, now time.Time) ([]App
 	return out, err
 }
 
-func applyOne(ctx context.Context, tx *sql.Tx, w Write, now time.Time) (Applied, error) {
+// applyOne writes w inside tx. A Secret is compared with the stored one
+// as plaintext, so re-applying it is Unchanged (and keeps its ciphertext)
+// although every encryption of it differs.
+func (s *Store) applyOne(ctx context.Context, tx *sql.Tx, w Write, now time.Time) (Applied, error) {
 	a := Applied{Kind: w.Kind, Namespace: w.Namespace, Name: w.Name}
+	secret := w.Kind == SecretKind
+	if secret && w.TemplateHash != "" {
+		// Revisions keep specs in plaintext; Secrets have no pod template.
+		return a, errors.New("a Secret has no revisions: TemplateHash must be empty")
+	}
 	var gen int64
 	var spec []byte
 	err := tx.QueryRowContext(ctx, `SELECT generation, spec FROM objects WHERE kind = ? AND namespace = ? AND name = ?`,
 		w.Kind, w.Namespace, w.Name).Scan(&gen, &spec)
+	if err == nil && secret {
+		spec, err = s.openSecret(w.Namespace, w.Name, spec)
+	}
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		a.Outcome, a.Generation = Created, 1
+		var stored []byte
+		if stored, err = s.sealIfSecret(ctx, tx, w); err != nil {
+			return a, err
+		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO objects (kind, namespace, name, generation, spec, created_at, updated_at) VALUES (?, ?, ?, 1, ?, ?, ?)`,
-			w.Kind, w.Namespace, w.Name, w.Spec, now.UnixNano(), now.UnixNano())
+			w.Kind, w.Namespace, w.Name, stored, now.UnixNano(), now.UnixNano())
 	case err != nil:
 		return a, err
 	case bytes.Equal(spec, w.Spec):
 		a.Outcome, a.Generation = Unchanged, gen
 	default:
 		a.Outcome, a.Generation = Configured, gen+1
+		var stored []byte
+		if stored, err = s.sealIfSecret(ctx, tx, w); err != nil {
+			return a, err
+		}
 		_, err = tx.ExecContext(ctx, `UPDATE objects SET generation = ?, spec = ?, updated_at = ? WHERE kind = ? AND namespace = ? AND name = ?`,
-			gen+1, w.Spec, now.UnixNano(), w.Kind, w.Namespace, w.Name)
+			gen+1, stored, now.UnixNano(), w.Kind, w.Namespace, w.Name)
 	}
 	if err != nil {
 		return a, err
@@ -94,6 +113,20 @@ func applyOne(ctx context.Context, tx *sql.Tx, w Write, now time.Time) (Applied,
 		a.Revision = rev
 	}
 	return a, nil
+}
+
+// sealIfSecret is w's spec as the objects table stores it: encrypted for
+// a Secret, as given otherwise. A nil spec stays nil, for the NOT NULL
+// constraint to refuse.
+func (s *Store) sealIfSecret(ctx context.Context, tx *sql.Tx, w Write) ([]byte, error) {
+	if w.Kind != SecretKind || w.Spec == nil {
+		return w.Spec, nil
+	}
+	k, err := s.sealingKey(ctx, tx)
+	if err != nil {
+		return nil, err
+	}
+	return k.seal(w.Namespace, w.Name, w.Spec), nil
 }
 
 // recordRevision makes w's template the latest revision unless it already
@@ -150,6 +183,12 @@ func (s *Store) query(ctx context.Context, where string, args ...any) ([]Object,
 		if err := rows.Scan(&o.Kind, &o.Namespace, &o.Name, &o.Generation, &o.Spec, &c, &u); err != nil {
 			return nil, err
 		}
+		if o.Kind == SecretKind {
+			var err error
+			if o.Spec, err = s.openSecret(o.Namespace, o.Name, o.Spec); err != nil {
+				return nil, err
+			}
+		}
 		o.CreatedAt, o.UpdatedAt = time.Unix(0, c).UTC(), time.Unix(0, u).UTC()
 		out = append(out, o)
 	}
@@ -178,12 +217,17 @@ func (s *Store) Change(ctx context.Context, kind, namespace, name string, now ti
 		if err != nil {
 			return err
 		}
+		if kind == SecretKind {
+			if spec, err = s.openSecret(namespace, name, spec); err != nil {
+				return err
+			}
+		}
 		w, err := fn(spec)
 		if err != nil {
 			return err
 		}
 		w.Kind, w.Namespace, w.Name = kind, namespace, name
-		a, err = applyOne(ctx, tx, w, now)
+		a, err = s.applyOne(ctx, tx, w, now)
 		return err
 	})
 	return a, err

@@ -1,6 +1,7 @@
-// Package store keeps fleet's desired state in one SQLite file: the only
-// thing a user must back up. Schema changes are embedded, numbered
-// migrations applied in order on Open.
+// Package store keeps fleet's desired state in one SQLite file. Schema
+// changes are embedded, numbered migrations applied in order on Open.
+// Secrets are encrypted in it with a key kept outside it (secret.go), so
+// a backup is the state file plus, kept apart, that key.
 package store
 
 import (
@@ -31,11 +32,21 @@ var ErrNewerSchema = errors.New("store: state file has a newer schema than this 
 type Store struct {
 	db   *sql.DB
 	path string
+	keys *keyring
 }
 
 // Open opens the state file at path, creating it (and its directory) on
 // first use, and brings its schema up to date.
+//
+// Secrets are encrypted with the key in FLEET_SECRET_KEY when it is set
+// (Open fails if it is not a valid key), else with the key in the file
+// path+".key", created (0600) when the first Secret is written; see
+// docs/secrets.md.
 func Open(ctx context.Context, path string) (*Store, error) {
+	keys, err := newKeyring(path)
+	if err != nil {
+		return nil, err
+	}
 	if dir := filepath.Dir(path); dir != "" {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("create state directory %s: %w", dir, err)
@@ -48,7 +59,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open state file %s: %w", path, err)
 	}
-	s := &Store{db: db, path: path}
+	s := &Store{db: db, path: path, keys: keys}
 	// A new file's first connections switch it to WAL, which needs the
 	// file to itself and does not wait on busy_timeout: processes opening
 	// it at the same moment (serve and apply) retry briefly.

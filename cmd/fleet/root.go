@@ -44,7 +44,7 @@ func newRootCmd() *cobra.Command {
 	pf.DurationVar(&g.dialTimeout, "dial-timeout", 2*time.Second, "time allowed to connect and authenticate to one machine")
 	pf.BoolVarP(&g.verbose, "verbose", "v", false, "log connection events to stderr")
 	root.AddCommand(newSandboxCmd(), newGetCmd(g), newImageCmd(g), newNodeCmd(g), newVersionCmd(),
-		newApplyCmd(g), newPlanCmd(g), newDiffCmd(g), newScaleCmd(g), newDeleteCmd(g), newReconcileCmd(g), newDescribeCmd(g), newServeCmd(g), newRolloutCmd(g))
+		newApplyCmd(g), newPlanCmd(g), newDiffCmd(g), newScaleCmd(g), newDeleteCmd(g), newReconcileCmd(g), newDescribeCmd(g), newServeCmd(g), newRolloutCmd(g), newSecretsCmd(g))
 	return root
 }
 
