@@ -20,7 +20,7 @@ import (
 // Input lines (blank lines and lines starting with # are ignored):
 //
 //	node NAME [cpu=Q] [mem=Q] [ready | notready | notready=REASON] [unschedulable[=REASON]] [labels=k=v,k=v]
-//	workload NS/NAME replicas=N hash=H [rev=N] [cpu=Q] [mem=Q] [selector=k=v,k=v] [ports=30080/tcp,…] [paused] [recreate] [stopfirst] [stable=HASH@REV,NEWREPLICAS]
+//	workload NS/NAME replicas=N hash=H [rev=N] [cpu=Q] [mem=Q] [selector=k=v,k=v] [ports=30080/tcp,…] [paused] [recreate] [stopfirst] [pin=NODE] [together] [stable=HASH@REV,NEWREPLICAS]
 //	pod NS/OWNER/NAME node=N hash=H [rev=N] [created=SECONDS] [running | exited | unready] [stale] [cpu=Q] [mem=Q] [ports=…]
 //	prune
 //
@@ -182,6 +182,10 @@ func parseState(input string) (State, error) {
 					w.Paused = true
 				case "recreate":
 					w.Recreate = true
+				case "pin":
+					w.Pin, w.PinReason = v, "its volume claim's data is"
+				case "together":
+					w.Together = true
 				case "stopfirst":
 					w.StopFirstOK = true
 				case "stable":

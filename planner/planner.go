@@ -226,12 +226,44 @@ func (d *diff) placeAll(pods []Pod, sched *scheduler, names *namer, plan *Plan) 
 	}
 	eligible := sched.eligible(w)
 	unplaced := 0
-	var why string
+	var why, pinned string // pinned: why the pinned machine cannot take pods
 	fail := func() {
 		if unplaced == 0 {
-			why = summarise(len(sched.nodes), sched.rejections(w))
+			why = cmp.Or(pinned, summarise(len(sched.nodes), sched.rejections(w)))
 		}
 		unplaced++
+	}
+	// Volume claims: the pods go where the data is, or all to one machine.
+	only := func(n int) {
+		if slices.Contains(eligible, n) {
+			eligible = []int{n}
+		} else {
+			eligible = nil
+		}
+	}
+	if w.Pin != "" {
+		n, ok := sched.byName[w.Pin]
+		switch {
+		case !ok:
+			eligible, pinned = nil, fmt.Sprintf("%s on %s, which is not in the inventory", w.PinReason, w.Pin)
+		case !sched.nodes[n].Ready:
+			eligible, pinned = nil, fmt.Sprintf("%s on %s, which is %s", w.PinReason, w.Pin, sched.nodeProblem(w.Pin))
+		default:
+			only(n)
+			if len(eligible) == 0 {
+				pinned = fmt.Sprintf("%s on %s, which the pod's nodeSelector excludes", w.PinReason, w.Pin)
+			}
+		}
+	} else if w.Together && len(d.kept) > 0 {
+		n, _ := sched.ready(pods[d.kept[0]].Node)
+		only(n)
+	}
+	place := func() (int, bool) {
+		n, ok := sched.place(w, eligible)
+		if ok && w.Together && w.Pin == "" {
+			only(n)
+		}
+		return n, ok
 	}
 
 	// Recreate: every pod of another template stops (the executor stops
@@ -271,7 +303,7 @@ func (d *diff) placeAll(pods []Pod, sched *scheduler, names *namer, plan *Plan) 
 			p := &pods[d.lost[k]]
 			reason = fmt.Sprintf("replace %s lost with %s (%s)", p.Name, p.Node, sched.nodeProblem(p.Node))
 		}
-		n, ok := sched.place(w, eligible)
+		n, ok := place()
 		if !ok {
 			fail()
 			continue
@@ -293,12 +325,12 @@ func (d *diff) placeAll(pods []Pod, sched *scheduler, names *namer, plan *Plan) 
 		old := &pods[i]
 		on, _ := sched.ready(old.Node)
 		sched.count[on]--
-		n, ok := sched.place(w, eligible)
+		n, ok := place()
 		stopFirst := false
 		if !ok && w.StopFirstOK {
 			// Room only where the old pod is: it goes first.
 			sched.free(on, old.MilliCPU, old.Memory, old.HostPorts)
-			if n, ok = sched.place(w, eligible); !ok {
+			if n, ok = place(); !ok {
 				sched.use(on, old.MilliCPU, old.Memory)
 				sched.hold(on, old.HostPorts)
 			}

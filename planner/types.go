@@ -66,6 +66,12 @@ type Workload struct {
 	// other template go.
 	Stable      *Stable
 	NewReplicas int
+	// Pin, when set, is the only machine the pods may run on (where the
+	// data of their volume claims is), and PinReason says why.
+	Pin, PinReason string
+	// Together puts every pod on one machine (their volume claims are
+	// not bound yet: the first placement decides).
+	Together bool
 }
 
 // Stable is the template a staged rollout keeps running beside the new one.

@@ -17,12 +17,16 @@ import (
 type configs struct {
 	maps    map[string]*spec.ConfigMap
 	secrets map[string]*spec.Secret
+	// secretGens are the Secrets' generations: a pod's hash folds in
+	// these, not its values' hashes, which would let anyone who sees a
+	// container's labels test guesses of a weak value.
+	secretGens map[string]int64
 }
 
 // readConfigs reads every ConfigMap and Secret (the store decrypts
 // Secrets).
 func (r *Reconciler) readConfigs(ctx context.Context) (*configs, error) {
-	c := &configs{maps: map[string]*spec.ConfigMap{}, secrets: map[string]*spec.Secret{}}
+	c := &configs{maps: map[string]*spec.ConfigMap{}, secrets: map[string]*spec.Secret{}, secretGens: map[string]int64{}}
 	maps, err := r.Store.List(ctx, spec.KindConfigMap, "")
 	if err != nil {
 		return nil, err
@@ -44,6 +48,7 @@ func (r *Reconciler) readConfigs(ctx context.Context) (*configs, error) {
 			return nil, fmt.Errorf("decode Secret %s/%s from the state file: %w", o.Namespace, o.Name, err)
 		}
 		c.secrets[o.Namespace+"/"+o.Name] = &s
+		c.secretGens[o.Namespace+"/"+o.Name] = o.Generation
 	}
 	return c, nil
 }
@@ -138,8 +143,8 @@ func (c *configs) env(ns string, ct spec.Container) ([]string, error) {
 
 // hash folds what template t consumes from ConfigMaps and Secrets in ns
 // into its hash: a change of a consumed value replaces the pods (a
-// rolling update), which Kubernetes does not do. Values enter only as
-// their own hashes.
+// rolling update), which Kubernetes does not do. ConfigMap values enter
+// as their own hashes; a Secret by its generation (any change to it).
 func (c *configs) hash(ns string, t *spec.PodTemplate, base string) string {
 	refs := t.ConfigRefs()
 	if len(refs) == 0 {
@@ -150,6 +155,10 @@ func (c *configs) hash(ns string, t *spec.PodTemplate, base string) string {
 		vals, ok := c.values(ns, ref.Kind, ref.Name)
 		if !ok {
 			parts = append(parts, ref.Kind+"/"+ref.Name+":missing")
+			continue
+		}
+		if ref.Kind == spec.KindSecret {
+			parts = append(parts, fmt.Sprintf("%s/%s@%d", ref.Kind, ref.Name, c.secretGens[ns+"/"+ref.Name]))
 			continue
 		}
 		for k, v := range vals {

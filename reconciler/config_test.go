@@ -9,8 +9,9 @@ import (
 
 func TestConfigs_EnvAndHash(t *testing.T) {
 	c := &configs{
-		maps:    map[string]*spec.ConfigMap{"default/app": {Data: map[string]string{"MODE": "dev", "GREETING": "hello"}}},
-		secrets: map[string]*spec.Secret{"default/db": {Data: map[string][]byte{"password": []byte("pw1")}}},
+		maps:       map[string]*spec.ConfigMap{"default/app": {Data: map[string]string{"MODE": "dev", "GREETING": "hello"}}},
+		secrets:    map[string]*spec.Secret{"default/db": {Data: map[string][]byte{"password": []byte("pw1")}}},
+		secretGens: map[string]int64{"default/db": 1},
 	}
 	ct := spec.Container{Name: "web",
 		EnvFrom: []spec.EnvFromSource{{Prefix: "CFG_", ConfigMapRef: &spec.ObjRef{Name: "app"}}},
@@ -41,8 +42,13 @@ func TestConfigs_EnvAndHash(t *testing.T) {
 		t.Fatalf("hash with consumed config = %q", h1)
 	}
 	c.secrets["default/db"].Data["password"] = []byte("pw2")
+	c.secretGens["default/db"] = 2 // the store bumps it with the value
 	if h2 := c.hash("default", tpl, "0123456789"); h2 == h1 {
-		t.Error("a changed secret value left the pod hash unchanged")
+		t.Error("a changed secret left the pod hash unchanged")
+	}
+	c.maps["default/app"].Data["GREETING"] = "bonjour"
+	if h3 := c.hash("default", tpl, "0123456789"); h3 == h1 {
+		t.Error("a changed ConfigMap value left the pod hash unchanged")
 	}
 	c.maps["default/unused"] = &spec.ConfigMap{Data: map[string]string{"a": "b"}}
 	h3 := c.hash("default", tpl, "0123456789")

@@ -7,7 +7,9 @@ import (
 	"strings"
 
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
 	"github.com/docker/go-connections/nat"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -24,6 +26,9 @@ type Docker interface {
 	ContainerStop(ctx context.Context, containerID string, options container.StopOptions) error
 	ContainerRemove(ctx context.Context, containerID string, options container.RemoveOptions) error
 	ContainerInspect(ctx context.Context, containerID string) (container.InspectResponse, error)
+	VolumeCreate(ctx context.Context, options volume.CreateOptions) (volume.Volume, error)
+	VolumeRemove(ctx context.Context, volumeID string, force bool) error
+	VolumeList(ctx context.Context, options volume.ListOptions) (volume.ListResponse, error)
 }
 
 var _ Docker = (*client.Client)(nil)
@@ -43,6 +48,7 @@ const (
 	LabelCPU       = "fleet.requests.cpu"    // the pod's total, in millicores
 	LabelMemory    = "fleet.requests.memory" // the pod's total, in bytes
 	LabelProbes    = "fleet.probes"          // the container's probes: "startup,liveness,readiness"
+	LabelClaim     = "fleet.claim"           // on a claim's volume: the claim's name
 	LabelHostPorts = "fleet.host-ports"      // machine ports the container binds: "30080/tcp,8443/tcp"
 )
 
@@ -79,7 +85,7 @@ func podRequests(ps spec.PodSpec) (milliCPU, memory int64) {
 //
 // nodePorts are the container's ports NodePort Services publish on the
 // machine's node port, besides the ephemeral one.
-func containerConfig(ns, owner, pod string, rev int64, hash string, ps spec.PodSpec, c spec.Container, env []string, nodePorts map[string]int) (*container.Config, *container.HostConfig) {
+func containerConfig(ns, owner, pod string, rev int64, hash string, ps spec.PodSpec, c spec.Container, env []string, mounts []mount.Mount, binds []string, nodePorts map[string]int) (*container.Config, *container.HostConfig) {
 	cpu, mem := podRequests(ps)
 	labels := map[string]string{
 		LabelManaged: "true", LabelNamespace: ns, LabelKind: "Deployment", LabelOwner: owner,
@@ -135,6 +141,8 @@ func containerConfig(ns, owner, pod string, rev int64, hash string, ps spec.PodS
 	}
 	host := &container.HostConfig{
 		PortBindings: bindings,
+		Mounts:       mounts,
+		Binds:        binds,
 		// The machine brings pods back after a reboot even if no
 		// controller runs.
 		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyUnlessStopped},

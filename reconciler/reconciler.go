@@ -34,6 +34,10 @@ type Store interface {
 	SaveMachinePods(ctx context.Context, m store.MachinePods) error
 	AllMachinePods(ctx context.Context) ([]store.MachinePods, error)
 	Rollouts(ctx context.Context) ([]store.Rollout, error)
+	Blob(ctx context.Context, key string) ([]byte, bool, error)
+	PutBlob(ctx context.Context, key string, value []byte, now time.Time) error
+	DeleteBlobs(ctx context.Context, key string) (int64, error)
+	Blobs(ctx context.Context, prefix string) ([]store.BlobInfo, error)
 	SaveRolloutState(ctx context.Context, namespace, name string, state []byte, now time.Time) error
 	// Change rewrites one object (an automatic rollback).
 	Change(ctx context.Context, kind, namespace, name string, now time.Time, fn func(spec []byte) (store.Write, error)) (store.Applied, error)
@@ -77,6 +81,8 @@ type Reconciler struct {
 	// current is what the pass in progress read, for routing its new
 	// pods before it ends.
 	current atomic.Pointer[passView]
+	// claimMu serialises binding volume claims.
+	claimMu sync.Mutex
 	// returnedAt, set by a Controller, is when a machine last became
 	// Ready after being NotReady; silent reports a machine whose pings
 	// have gone unanswered for half the node timeout.
@@ -328,6 +334,13 @@ func (r *Reconciler) Pass(ctx context.Context, opts Options) (Result, error) {
 			return Result{}, err
 		}
 	}
+	pvcs, err := ReadClaims(ctx, r.Store)
+	if err != nil {
+		return Result{}, err
+	}
+	for i := range want {
+		pvcs.pin(&want[i])
+	}
 	workloads := make([]planner.Workload, len(want))
 	byKey := map[string]desired{}
 	res.Rollouts, res.splits = map[string]*RolloutState{}, map[string]Split{}
@@ -391,13 +404,14 @@ func (r *Reconciler) Pass(ctx context.Context, opts Options) (Result, error) {
 		return res, err
 	}
 	r.current.Store(&passView{templates: templates, services: svcs, splits: res.splits})
-	ex := &executor{r: r, byKey: byKey, templates: templates, sems: map[string]chan struct{}{}, pods: obs.Pods, failed: map[string]string{}}
+	ex := &executor{r: r, byKey: byKey, templates: templates, claims: pvcs, sems: map[string]chan struct{}{}, pods: obs.Pods, failed: map[string]string{}}
 	if r.rolls != nil {
 		// A workload rolling in the background is left alone until its
 		// roll ends.
 		plan = r.rolls.exclude(plan)
 	}
 	res.Errors = ex.run(ctx, plan, restart)
+	res.Errors = append(res.Errors, r.releaseClaims(ctx, pvcs, obs)...)
 	if !plan.Empty() || len(restart) > 0 {
 		r.log().Debug("pass timing", "observe", observed.Round(time.Millisecond), "images", ex.imagesTook.Round(time.Millisecond),
 			"total", time.Since(began).Round(time.Millisecond))
@@ -469,6 +483,7 @@ type executor struct {
 	r         *Reconciler
 	byKey     map[string]desired
 	templates map[string]*spec.PodTemplate
+	claims    *claims
 	pods      []PodStatus
 
 	mu         sync.Mutex
@@ -652,7 +667,14 @@ func (e *executor) start(ctx context.Context, s planner.Run) bool {
 			e.event("Warning", "CreateContainerConfigError", ns, s.Pod, s.Node, err.Error())
 			return false
 		}
-		cfg, host := containerConfig(ns, owner, s.Pod, s.Revision, s.SpecHash, tpl.Spec, c, env, d.nodePorts[c.Name])
+		mounts, binds, err := e.volumeMounts(ctx, dk, ns, s.Pod, s.Node, tpl.Spec, c)
+		if err != nil {
+			err = fmt.Errorf("%s: pod %s: %w", s.Node, s.Pod, err)
+			e.fail(err)
+			e.event("Warning", "FailedMount", ns, s.Pod, s.Node, err.Error())
+			return false
+		}
+		cfg, host := containerConfig(ns, owner, s.Pod, s.Revision, s.SpecHash, tpl.Spec, c, env, mounts, binds, d.nodePorts[c.Name])
 		name := ContainerName(ns, s.Pod, c.Name)
 		created, err := dk.ContainerCreate(ctx, cfg, host, nil, nil, name)
 		if errdefs.IsConflict(err) {
@@ -1029,6 +1051,9 @@ func (e *executor) stop(ctx context.Context, s planner.Stop) {
 		}()
 	}
 	wg.Wait()
+	if err := removePodVolumes(ctx, dk, ns, s.Pod); err != nil {
+		e.fail(fmt.Errorf("%s: pod %s: %w", s.Node, s.Pod, err))
+	}
 	e.r.log().Info("stopped pod", "namespace", ns, "name", s.Pod, "machine", s.Node, "step", "stop")
 }
 

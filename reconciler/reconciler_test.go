@@ -12,6 +12,7 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/errdefs"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -31,6 +32,16 @@ type fakeDocker struct {
 }
 
 func newFakeDocker() *fakeDocker { return &fakeDocker{containers: map[string]*container.Summary{}} }
+
+func (f *fakeDocker) VolumeCreate(_ context.Context, o volume.CreateOptions) (volume.Volume, error) {
+	return volume.Volume{Name: o.Name}, nil
+}
+
+func (f *fakeDocker) VolumeRemove(context.Context, string, bool) error { return nil }
+
+func (f *fakeDocker) VolumeList(context.Context, volume.ListOptions) (volume.ListResponse, error) {
+	return volume.ListResponse{}, nil
+}
 
 func (f *fakeDocker) ContainerList(_ context.Context, _ container.ListOptions) ([]container.Summary, error) {
 	f.mu.Lock()
@@ -184,6 +195,13 @@ func (s *fakeStore) SaveRolloutState(_ context.Context, ns, name string, state [
 func (s *fakeStore) Change(context.Context, string, string, string, time.Time, func([]byte) (store.Write, error)) (store.Applied, error) {
 	return store.Applied{}, errors.New("fakeStore: Change not supported")
 }
+
+func (s *fakeStore) Blob(context.Context, string) ([]byte, bool, error) { return nil, false, nil }
+func (s *fakeStore) PutBlob(context.Context, string, []byte, time.Time) error {
+	return errors.New("fakeStore: PutBlob not supported")
+}
+func (s *fakeStore) DeleteBlobs(context.Context, string) (int64, error)      { return 0, nil }
+func (s *fakeStore) Blobs(context.Context, string) ([]store.BlobInfo, error) { return nil, nil }
 
 func (s *fakeStore) set(t *testing.T, name, image string, replicas int) {
 	t.Helper()

@@ -46,9 +46,9 @@ var (
 		ignored: map[string]string{"creationTimestamp": "ignored: set by the Kubernetes API server"},
 	}
 	podSpecSchema = schema{
-		known:  []string{"containers", "restartPolicy", "nodeSelector", "terminationGracePeriodSeconds"},
+		known:  []string{"containers", "restartPolicy", "nodeSelector", "terminationGracePeriodSeconds", "volumes"},
 		hidden: []string{"securityContext"},
-		unsupported: unsupported("volumes", "initContainers", "ephemeralContainers", "activeDeadlineSeconds",
+		unsupported: unsupported("initContainers", "ephemeralContainers", "activeDeadlineSeconds",
 			"serviceAccountName", "serviceAccount", "automountServiceAccountToken", "nodeName",
 			"hostNetwork", "hostPID", "hostIPC", "shareProcessNamespace", "imagePullSecrets", "hostname",
 			"subdomain", "affinity", "tolerations", "hostAliases", "priorityClassName", "priority",
@@ -62,8 +62,8 @@ var (
 	}
 	containerSchema = schema{
 		known: []string{"name", "image", "command", "args", "env", "envFrom", "ports", "resources", "imagePullPolicy",
-			"livenessProbe", "readinessProbe", "startupProbe", "workingDir"},
-		unsupported: unsupported("volumeMounts", "volumeDevices", "lifecycle", "securityContext",
+			"livenessProbe", "readinessProbe", "startupProbe", "workingDir", "volumeMounts"},
+		unsupported: unsupported("volumeDevices", "lifecycle", "securityContext",
 			"stdin", "stdinOnce", "tty", "resizePolicy", "restartPolicy", "restartPolicyRules"),
 		ignored: map[string]string{
 			"terminationMessagePath":   "ignored: fleet keeps container logs instead",
@@ -492,6 +492,8 @@ func (d *decoder) podSpec(n *yaml.Node, path string, ps *PodSpec) {
 			}
 		case "nodeSelector":
 			ps.NodeSelector = d.labels(v, path)
+		case "volumes":
+			ps.Volumes = d.volumes(v, path)
 		case "terminationGracePeriodSeconds":
 			if s, ok := d.atLeast(v, path, 0); ok {
 				ps.TerminationGracePeriodSeconds = s
@@ -508,6 +510,7 @@ func (d *decoder) podSpec(n *yaml.Node, path string, ps *PodSpec) {
 	if !haveContainers {
 		d.errorf(n.Line, path+".containers", "required: at least one container")
 	}
+	d.checkMounts(ps, path)
 }
 
 // containers reads the container list, checking what spans containers:
@@ -623,6 +626,8 @@ func (d *decoder) container(n *yaml.Node, path string) (Container, containerLine
 			c.Env = d.env(v, path)
 		case "envFrom":
 			c.EnvFrom = d.envFrom(v, path)
+		case "volumeMounts":
+			c.VolumeMounts = d.volumeMounts(v, path)
 		case "ports":
 			c.Ports, lines.ports = d.containerPorts(v, path)
 		case "resources":

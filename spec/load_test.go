@@ -116,7 +116,7 @@ func TestLoad_everyErrorFromEveryFile(t *testing.T) {
 	// Sorted by file name: the temp dir's absolute paths sort before "<".
 	want := []string{
 		"a.yaml:11: Deployment/web: spec.replicas: must be at least 0, got -3",
-		"b/c.yaml:2: StatefulSet/s: kind: kind StatefulSet is not supported yet (supported: Namespace, Deployment, Service, Ingress, ConfigMap, Secret)",
+		"b/c.yaml:2: StatefulSet/s: kind: kind StatefulSet is not supported yet (supported: Namespace, Deployment, Service, Ingress, ConfigMap, Secret, PersistentVolumeClaim)",
 		"empty: no *.yaml or *.yml files in this directory",
 		"missing.yaml: stat: no such file or directory",
 		"<stdin>:1: invalid YAML: did not find expected node content",

@@ -36,15 +36,17 @@ var apiVersions = map[string]string{
 	KindIngress:    "networking.k8s.io/v1",
 	KindConfigMap:  "v1",
 	KindSecret:     "v1",
+
+	KindPersistentVolumeClaim: "v1",
 }
 
 // supportedKinds is apiVersions' keys in the order messages list them.
-var supportedKinds = []string{KindNamespace, KindDeployment, KindService, KindIngress, KindConfigMap, KindSecret}
+var supportedKinds = []string{KindNamespace, KindDeployment, KindService, KindIngress, KindConfigMap, KindSecret, KindPersistentVolumeClaim}
 
 // laterKinds are Kubernetes kinds fleet does not support yet; anything
 // else is an unknown kind.
 var laterKinds = []string{
-	"IngressClass", "PersistentVolumeClaim", "PersistentVolume",
+	"IngressClass", "PersistentVolume",
 	"StorageClass", "StatefulSet", "DaemonSet", "HorizontalPodAutoscaler", "Job", "CronJob",
 	"Pod", "ReplicaSet", "ReplicationController", "PodDisruptionBudget", "NetworkPolicy",
 	"ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding",
@@ -282,6 +284,10 @@ func (d *decoder) document(root *yaml.Node, ns string) Object {
 	case KindSecret:
 		obj = &Secret{Meta: meta}
 		d.configData(root, kind, obj)
+	case KindPersistentVolumeClaim:
+		c := &PersistentVolumeClaim{Meta: meta}
+		d.pvcSpec(specNode, specLine, c)
+		obj = c
 	}
 	if len(d.errs) > before {
 		return nil
@@ -456,6 +462,8 @@ var fleetAnnotations = map[string][]string{
 	AnnotationLBPolicy: {"round-robin", "least-connections"},
 	AnnotationLBMode:   {"tcp", "http"},
 	AnnotationTLS:      {"acme", "internal"},
+
+	AnnotationReclaimPolicy: {"Delete", "Retain"},
 }
 
 // fleetAnnotations checks the fleet.dev/ annotations in n.
@@ -471,7 +479,7 @@ func (d *decoder) fleetAnnotations(n *yaml.Node, path string) {
 		kpath := fmt.Sprintf("%s[%s]", path, k.Value)
 		allowed, ok := fleetAnnotations[k.Value]
 		if !ok {
-			d.errorf(k.Line, kpath, "unknown fleet annotation (known: %s, %s, %s)", AnnotationLBMode, AnnotationLBPolicy, AnnotationTLS)
+			d.errorf(k.Line, kpath, "unknown fleet annotation (known: %s, %s, %s, %s)", AnnotationLBMode, AnnotationLBPolicy, AnnotationReclaimPolicy, AnnotationTLS)
 			continue
 		}
 		if !slices.Contains(allowed, v.Value) {

@@ -535,12 +535,12 @@ func TestParse_badManifests(t *testing.T) {
 		want:     `bad.yaml:14: Deployment/web: spec.selector.matchLabels: selector app=api does not match the template's labels (app=web); spec.template.metadata.labels must include every selector label`,
 	}, {
 		name:     "unsupported field",
-		manifest: deployment + "        volumeMounts:\n        - {name: data, mountPath: /data}\n",
-		want:     `bad.yaml:11: Deployment/web: spec.template.spec.containers[0].volumeMounts: not supported (yet)`,
+		manifest: deployment + "        volumeDevices:\n        - {name: data, devicePath: /dev/xvda}\n",
+		want:     `bad.yaml:11: Deployment/web: spec.template.spec.containers[0].volumeDevices: not supported (yet)`,
 	}, {
 		name:     "misspelt field",
 		manifest: deployment + "        workdir: /app\n",
-		want:     `bad.yaml:11: Deployment/web: spec.template.spec.containers[0].workdir: unknown field, did you mean workingDir? (known: name, image, command, args, env, envFrom, ports, resources, imagePullPolicy, livenessProbe, readinessProbe, startupProbe, workingDir)`,
+		want:     `bad.yaml:11: Deployment/web: spec.template.spec.containers[0].workdir: unknown field, did you mean workingDir? (known: name, image, command, args, env, envFrom, ports, resources, imagePullPolicy, livenessProbe, readinessProbe, startupProbe, workingDir, volumeMounts)`,
 	}, {
 		name:     "env from a secret without a key",
 		manifest: deployment + "        env:\n        - name: PASSWORD\n          valueFrom: {secretKeyRef: {name: db}}\n",
@@ -563,12 +563,24 @@ func TestParse_badManifests(t *testing.T) {
 		want:     `bad.yaml:1: Deployment/web: apiVersion: must be apps/v1 for Deployment, got "extensions/v1beta1"`,
 	}, {
 		name:     "kind not supported yet",
-		manifest: "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data}\nspec: {}\n",
-		want:     `bad.yaml:2: PersistentVolumeClaim/data: kind: kind PersistentVolumeClaim is not supported yet (supported: Namespace, Deployment, Service, Ingress, ConfigMap, Secret)`,
+		manifest: "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: data}\nspec: {}\n",
+		want:     `bad.yaml:2: StatefulSet/data: kind: kind StatefulSet is not supported yet (supported: Namespace, Deployment, Service, Ingress, ConfigMap, Secret, PersistentVolumeClaim)`,
+	}, {
+		name:     "a claim without a size",
+		manifest: "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data}\nspec: {accessModes: [ReadWriteOnce]}\n",
+		want:     `bad.yaml:4: PersistentVolumeClaim/data: spec.resources.requests.storage: required, such as 1Gi`,
+	}, {
+		name:     "a claim shared by machines",
+		manifest: "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data}\nspec:\n  accessModes: [ReadWriteMany]\n  resources: {requests: {storage: 1Gi}}\n",
+		want:     `bad.yaml:5: PersistentVolumeClaim/data: spec.accessModes[0]: fleet's volumes live on one machine: ReadWriteOnce (or ReadWriteOncePod), got "ReadWriteMany"`,
+	}, {
+		name:     "a mount of a volume the pod does not define",
+		manifest: deployment + "        volumeMounts: [{name: data, mountPath: /data}]\n",
+		want:     `bad.yaml:11: Deployment/web: spec.template.spec.containers[0].volumeMounts[0].name: no volume named "data" in spec.volumes`,
 	}, {
 		name:     "unknown kind",
 		manifest: strings.Replace(deployment, "kind: Deployment", "kind: Deploymnet", 1),
-		want:     `bad.yaml:2: Deploymnet/web: kind: unknown kind Deploymnet, did you mean Deployment? (supported: Namespace, Deployment, Service, Ingress, ConfigMap, Secret)`,
+		want:     `bad.yaml:2: Deploymnet/web: kind: unknown kind Deploymnet, did you mean Deployment? (supported: Namespace, Deployment, Service, Ingress, ConfigMap, Secret, PersistentVolumeClaim)`,
 	}, {
 		name:     "Service without ports",
 		manifest: "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  selector: {app: web}\n",
@@ -616,7 +628,7 @@ func TestParse_badManifests(t *testing.T) {
 	}, {
 		name:     "an unknown fleet annotation",
 		manifest: "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  annotations:\n    fleet.dev/lb-polcy: round-robin\nspec:\n  type: LoadBalancer\n  ports: [{port: 80}]\n",
-		want:     `bad.yaml:6: Service/web: metadata.annotations[fleet.dev/lb-polcy]: unknown fleet annotation (known: fleet.dev/lb-mode, fleet.dev/lb-policy, fleet.dev/tls)`,
+		want:     `bad.yaml:6: Service/web: metadata.annotations[fleet.dev/lb-polcy]: unknown fleet annotation (known: fleet.dev/lb-mode, fleet.dev/lb-policy, fleet.dev/reclaim-policy, fleet.dev/tls)`,
 	}}
 	// A Deployment without a name cannot be named in messages.
 	tests[6].want = `bad.yaml:3: metadata.name: required`

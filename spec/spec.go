@@ -202,6 +202,8 @@ type PodSpec struct {
 	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
 	// TerminationGracePeriodSeconds defaults to 30.
 	TerminationGracePeriodSeconds int `json:"terminationGracePeriodSeconds,omitempty"`
+	// Volumes are mounted by the containers' VolumeMounts.
+	Volumes []Volume `json:"volumes,omitempty"`
 }
 
 // Image pull policies.
@@ -231,10 +233,11 @@ type Container struct {
 	// IfNotPresent.
 	ImagePullPolicy string `json:"imagePullPolicy,omitempty"`
 	// Probes are parsed and validated now, enforced by the reconciler.
-	LivenessProbe  *Probe `json:"livenessProbe,omitempty"`
-	ReadinessProbe *Probe `json:"readinessProbe,omitempty"`
-	StartupProbe   *Probe `json:"startupProbe,omitempty"`
-	WorkingDir     string `json:"workingDir,omitempty"`
+	LivenessProbe  *Probe        `json:"livenessProbe,omitempty"`
+	ReadinessProbe *Probe        `json:"readinessProbe,omitempty"`
+	StartupProbe   *Probe        `json:"startupProbe,omitempty"`
+	WorkingDir     string        `json:"workingDir,omitempty"`
+	VolumeMounts   []VolumeMount `json:"volumeMounts,omitempty"`
 }
 
 // EnvVar is one environment variable: a literal value, or one from a

@@ -27,7 +27,9 @@ var kindResource = map[string]string{
 	"Service":    "service",
 	"ConfigMap":  "configmap",
 	"Secret":     "secret",
-	"Ingress":    "ingress.networking.k8s.io",
+
+	"PersistentVolumeClaim": "persistentvolumeclaim",
+	"Ingress":               "ingress.networking.k8s.io",
 }
 
 // manifestFlags are -f and -n for commands that read manifests.

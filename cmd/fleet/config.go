@@ -6,10 +6,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/api/resource"
 
+	"github.com/fleetdev/fleet/reconciler"
 	"github.com/fleetdev/fleet/spec"
 	"github.com/fleetdev/fleet/store"
 )
@@ -88,8 +91,8 @@ func getConfigs(cmd *cobra.Command, v *view, ns nsFlags, kind, output string, sh
 	return t.flush()
 }
 
-// checkConfigRefs reports, as file:line problems, the ConfigMaps and
-// Secrets (and keys) the Deployments in objs consume that neither objs
+// checkConfigRefs reports, as file:line problems, the volume claims,
+// ConfigMaps and Secrets (and keys) the Deployments in objs consume that neither objs
 // nor the state file have, unless the reference is optional: an apply
 // that would leave pods unable to start changes nothing.
 func checkConfigRefs(ctx context.Context, st *store.Store, objs []spec.Object) ([]string, error) {
@@ -104,10 +107,29 @@ func checkConfigRefs(ctx context.Context, st *store.Store, objs []spec.Object) (
 		}
 	}
 	var problems []string
+	claims := map[string]bool{} // ns/name
+	for _, o := range objs {
+		if c, ok := o.(*spec.PersistentVolumeClaim); ok {
+			claims[c.Namespace+"/"+c.Name] = true
+		}
+	}
 	for _, o := range objs {
 		d, ok := o.(*spec.Deployment)
 		if !ok {
 			continue
+		}
+		for _, name := range d.Template.Spec.Claims() {
+			if claims[d.Namespace+"/"+name] {
+				continue
+			}
+			_, found, err := st.Get(ctx, spec.KindPersistentVolumeClaim, d.Namespace, name)
+			if err != nil {
+				return nil, err
+			}
+			if !found {
+				problems = append(problems, fmt.Sprintf("%s:%d: Deployment/%s: spec.template.spec.volumes: PersistentVolumeClaim %s does not exist in namespace %s: apply it first (or in the same apply)",
+					d.Source.File, d.Source.Line, d.Name, name, d.Namespace))
+			}
 		}
 		for _, ref := range d.Template.ConfigRefs() {
 			if ref.Optional {
@@ -208,4 +230,72 @@ func secretDiff(name string, old, new []byte) string {
 		out += l + "\n"
 	}
 	return out
+}
+
+// claimView is a PersistentVolumeClaim as get shows it.
+type claimView struct {
+	Name          string    `json:"name"`
+	Namespace     string    `json:"namespace"`
+	Status        string    `json:"status"` // Bound or Pending
+	Volume        string    `json:"volume,omitempty"`
+	Storage       int64     `json:"storage"`
+	AccessModes   []string  `json:"accessModes"`
+	ReclaimPolicy string    `json:"reclaimPolicy"`
+	Node          string    `json:"node,omitempty"`
+	Created       time.Time `json:"created"`
+}
+
+func getClaims(cmd *cobra.Command, v *view, ns nsFlags, output string) error {
+	s, err := v.session(cmd.Context())
+	if err != nil {
+		return err
+	}
+	objs, err := s.store.List(cmd.Context(), spec.KindPersistentVolumeClaim, ns.filter())
+	if err != nil {
+		return err
+	}
+	claims, err := reconciler.ReadClaims(cmd.Context(), s.store)
+	if err != nil {
+		return err
+	}
+	views := []claimView{}
+	for _, o := range objs {
+		var c spec.PersistentVolumeClaim
+		if err := json.Unmarshal(o.Spec, &c); err != nil {
+			return fmt.Errorf("decode PersistentVolumeClaim %s/%s from the state file: %w", o.Namespace, o.Name, err)
+		}
+		cv := claimView{Name: o.Name, Namespace: o.Namespace, Status: "Pending", Storage: c.Storage, AccessModes: c.AccessModes,
+			ReclaimPolicy: c.ReclaimPolicy(), Created: o.CreatedAt}
+		if b, ok := claims.Binding(o.Namespace, o.Name); ok {
+			cv.Status, cv.Volume, cv.Node = "Bound", b.Volume, b.Machine
+		}
+		views = append(views, cv)
+	}
+	w := cmd.OutOrStdout()
+	if output == "json" || output == "yaml" {
+		return printList(w, output, views)
+	}
+	headers := []string{"NAME", "STATUS", "VOLUME", "CAPACITY", "ACCESS MODES", "RECLAIM", "NODE", "AGE"}
+	if ns.all {
+		headers = append([]string{"NAMESPACE"}, headers...)
+	}
+	t := newTable(w, headers...)
+	for _, cv := range views {
+		row := []string{cv.Name, cv.Status, dash(cv.Volume), resource.NewQuantity(cv.Storage, resource.BinarySI).String(), accessModes(cv.AccessModes), cv.ReclaimPolicy, dash(cv.Node), age(cv.Created)}
+		if ns.all {
+			row = append([]string{cv.Namespace}, row...)
+		}
+		t.row(row...)
+	}
+	return t.flush()
+}
+
+// accessModes abbreviates as kubectl does: RWO, RWOP.
+func accessModes(ms []string) string {
+	short := map[string]string{"ReadWriteOnce": "RWO", "ReadWriteOncePod": "RWOP"}
+	var out []string
+	for _, m := range ms {
+		out = append(out, cmp.Or(short[m], m))
+	}
+	return strings.Join(out, ",")
 }

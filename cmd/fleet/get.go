@@ -20,7 +20,7 @@ func newGetCmd(g *globals) *cobra.Command {
 	var showSecrets bool
 	cmd := &cobra.Command{
 		Use:   "get RESOURCE[,RESOURCE...]",
-		Short: "Show resources: nodes, deploy, pods, svc, endpoints, cm, secrets, ns, events",
+		Short: "Show resources: nodes, deploy, pods, svc, endpoints, cm, secrets, pvc, ns, events",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkOutput(output); err != nil {
@@ -53,8 +53,10 @@ func newGetCmd(g *globals) *cobra.Command {
 					err = getConfigs(cmd, v, ns, "ConfigMap", output, false)
 				case "secrets", "secret":
 					err = getConfigs(cmd, v, ns, "Secret", output, showSecrets)
+				case "pvc", "persistentvolumeclaim", "persistentvolumeclaims":
+					err = getClaims(cmd, v, ns, output)
 				default:
-					err = fmt.Errorf("get %s: unknown resource type (known: nodes, deploy, pods, svc, endpoints, cm, secrets, ns, events)", k)
+					err = fmt.Errorf("get %s: unknown resource type (known: nodes, deploy, pods, svc, endpoints, cm, secrets, pvc, ns, events)", k)
 				}
 				if err != nil {
 					return err

@@ -85,6 +85,22 @@ func (o *overlay) Change(context.Context, string, string, string, time.Time, fun
 	return store.Applied{}, errors.New("a plan changes nothing")
 }
 
+// Blob and Blobs read the state file (volume claim bindings).
+func (o *overlay) Blob(ctx context.Context, key string) ([]byte, bool, error) {
+	return o.base.Blob(ctx, key)
+}
+func (o *overlay) Blobs(ctx context.Context, prefix string) ([]store.BlobInfo, error) {
+	return o.base.Blobs(ctx, prefix)
+}
+
+// PutBlob and DeleteBlobs are never called by a dry-run pass; they refuse.
+func (o *overlay) PutBlob(context.Context, string, []byte, time.Time) error {
+	return errors.New("a plan changes nothing")
+}
+func (o *overlay) DeleteBlobs(context.Context, string) (int64, error) {
+	return 0, errors.New("a plan changes nothing")
+}
+
 // objectChange is what applying one object would do to the state file.
 type objectChange struct {
 	w       store.Write

@@ -323,8 +323,10 @@ func parseRef(ref string) (kind, name string, err error) {
 		return "ConfigMap", n, nil
 	case "secret", "secrets":
 		return "Secret", n, nil
+	case "pvc", "persistentvolumeclaim", "persistentvolumeclaims":
+		return "PersistentVolumeClaim", n, nil
 	}
-	return "", "", fmt.Errorf("%q: unknown type %q (known: deploy, svc, ing, cm, secret, ns, pod)", ref, t)
+	return "", "", fmt.Errorf("%q: unknown type %q (known: deploy, svc, ing, cm, secret, pvc, ns, pod)", ref, t)
 }
 
 func newScaleCmd(g *globals) *cobra.Command {
@@ -458,7 +460,7 @@ func newDeleteCmd(g *globals) *cobra.Command {
 
 // namespaceKinds are the kinds a namespace holds, deleted in this order
 // (what consumes before what is consumed).
-var namespaceKinds = []string{"Ingress", "Service", "Deployment", "ConfigMap", "Secret"}
+var namespaceKinds = []string{"Ingress", "Service", "Deployment", "ConfigMap", "Secret", "PersistentVolumeClaim"}
 
 // namespaceContents lists, as kind/namespace/name, everything in
 // namespace ns and then the Namespace itself, once the user confirmed

@@ -13,7 +13,8 @@
 //
 // `demo check URL` GETs URL and exits 0 for a 2xx or 3xx answer, 1
 // otherwise: an exec probe or a Docker HEALTHCHECK in an image that has
-// no shell.
+// no shell. `demo write FILE TEXT` and `demo read FILE` let tests of
+// volumes write and read files in it.
 package main
 
 import (
@@ -37,6 +38,23 @@ var version = "v1"
 func main() {
 	if len(os.Args) == 3 && os.Args[1] == "check" {
 		os.Exit(check(os.Args[2]))
+	}
+	// For tests of volumes, in an image with no shell.
+	if len(os.Args) == 4 && os.Args[1] == "write" {
+		if err := os.WriteFile(os.Args[2], []byte(os.Args[3]), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
+	if len(os.Args) == 3 && os.Args[1] == "read" {
+		b, err := os.ReadFile(os.Args[2])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Stdout.Write(b)
+		return
 	}
 	started := time.Now()
 	after := func(env string) (time.Duration, bool) {

@@ -1,0 +1,304 @@
+package spec
+
+import (
+	"fmt"
+	pathpkg "path"
+	"slices"
+
+	"gopkg.in/yaml.v3"
+	"k8s.io/apimachinery/pkg/api/resource"
+)
+
+// KindPersistentVolumeClaim is a claim on storage that outlives pods.
+const KindPersistentVolumeClaim = "PersistentVolumeClaim"
+
+// AnnotationReclaimPolicy on a PersistentVolumeClaim says what deleting
+// it does to its data: Delete (default) removes the volume, Retain keeps
+// it on its machine.
+const AnnotationReclaimPolicy = "fleet.dev/reclaim-policy"
+
+// PersistentVolumeClaim asks for storage: a Docker volume on one machine,
+// chosen the first time a pod uses it, where that pod then always runs.
+type PersistentVolumeClaim struct {
+	Meta
+	AccessModes []string `json:"accessModes"`
+	// Storage is resources.requests.storage in bytes: recorded and shown,
+	// not enforced (Docker's local volumes have no size).
+	Storage          int64  `json:"storage"`
+	StorageClassName string `json:"storageClassName,omitempty"`
+}
+
+// ReclaimPolicy is Delete or Retain.
+func (c *PersistentVolumeClaim) ReclaimPolicy() string {
+	if p := c.Annotations[AnnotationReclaimPolicy]; p != "" {
+		return p
+	}
+	return "Delete"
+}
+
+// Volume is one volume of a pod: exactly one source is set.
+type Volume struct {
+	Name                  string          `json:"name"`
+	EmptyDir              *EmptyDirVolume `json:"emptyDir,omitempty"`
+	HostPath              *HostPathVolume `json:"hostPath,omitempty"`
+	PersistentVolumeClaim *ClaimVolume    `json:"persistentVolumeClaim,omitempty"`
+}
+
+// EmptyDirVolume lives and dies with its pod; Medium "Memory" keeps it in
+// memory (tmpfs).
+type EmptyDirVolume struct {
+	Medium    string `json:"medium,omitempty"`
+	SizeLimit int64  `json:"sizeLimit,omitempty"`
+}
+
+// HostPathVolume is a path of the machine, bind-mounted.
+type HostPathVolume struct {
+	Path string `json:"path"`
+	// Type is "" (no check), DirectoryOrCreate, Directory, FileOrCreate,
+	// File or Socket.
+	Type string `json:"type,omitempty"`
+}
+
+// ClaimVolume mounts a PersistentVolumeClaim of the pod's namespace.
+type ClaimVolume struct {
+	ClaimName string `json:"claimName"`
+	ReadOnly  bool   `json:"readOnly,omitempty"`
+}
+
+// VolumeMount mounts a pod volume into a container.
+type VolumeMount struct {
+	Name      string `json:"name"`
+	MountPath string `json:"mountPath"`
+	ReadOnly  bool   `json:"readOnly,omitempty"`
+	// Line is where the mount is in its manifest.
+	Line int `json:"-"`
+}
+
+// Claims lists the PersistentVolumeClaims a pod spec mounts.
+func (ps *PodSpec) Claims() []string {
+	var out []string
+	for _, v := range ps.Volumes {
+		if v.PersistentVolumeClaim != nil && !slices.Contains(out, v.PersistentVolumeClaim.ClaimName) {
+			out = append(out, v.PersistentVolumeClaim.ClaimName)
+		}
+	}
+	return out
+}
+
+var (
+	volumeSchema = schema{known: []string{"name", "emptyDir", "hostPath", "persistentVolumeClaim"},
+		unsupported: unsupported("configMap", "secret", "projected", "downwardAPI", "nfs", "csi", "ephemeral", "iscsi",
+			"cephfs", "rbd", "glusterfs", "awsElasticBlockStore", "gcePersistentDisk", "azureDisk", "azureFile", "image", "fc")}
+	emptyDirSchema    = schema{known: []string{"medium", "sizeLimit"}}
+	hostPathSchema    = schema{known: []string{"path", "type"}}
+	claimVolumeSchema = schema{known: []string{"claimName", "readOnly"}}
+	volumeMountSchema = schema{known: []string{"name", "mountPath", "readOnly"},
+		unsupported: unsupported("subPath", "subPathExpr", "mountPropagation", "recursiveReadOnly")}
+	pvcSpecSchema = schema{known: []string{"accessModes", "resources", "storageClassName", "volumeMode"},
+		unsupported: unsupported("selector", "volumeName", "dataSource", "dataSourceRef", "volumeAttributesClassName")}
+	pvcResourcesSchema = schema{known: []string{"requests", "limits"}}
+	hostPathTypes      = []string{"", "DirectoryOrCreate", "Directory", "FileOrCreate", "File", "Socket"}
+)
+
+func (d *decoder) volumes(n *yaml.Node, path string) []Volume {
+	var out []Volume
+	names := map[string]int{}
+	for i, item := range d.list(n, path, " of volumes") {
+		ipath := fmt.Sprintf("%s[%d]", path, i)
+		if !d.mapping(item, ipath, " with name and a source") {
+			continue
+		}
+		var v Volume
+		sources := 0
+		d.fields(item, ipath, volumeSchema, func(key string, n *yaml.Node, path string) {
+			switch key {
+			case "name":
+				if s, ok := d.str(n, path); ok {
+					if msg := checkDNSLabel(s); msg != "" {
+						d.errorf(n.Line, path, "%s", msg)
+					}
+					if first, dup := names[s]; dup {
+						d.errorf(n.Line, path, "volume %q is also defined at line %d", s, first)
+					}
+					names[s] = n.Line
+					v.Name = s
+				}
+			case "emptyDir":
+				sources++
+				v.EmptyDir = &EmptyDirVolume{}
+				if isNull(n) || !d.mapping(n, path, " with medium and sizeLimit") {
+					return
+				}
+				d.fields(n, path, emptyDirSchema, func(key string, n *yaml.Node, path string) {
+					switch key {
+					case "medium":
+						v.EmptyDir.Medium, _ = d.oneOf(n, path, "", "Memory")
+					case "sizeLimit":
+						if s, ok := d.str(n, path); ok {
+							q, err := resource.ParseQuantity(s)
+							if err != nil || q.Sign() <= 0 {
+								d.errorf(n.Line, path, "expected a size such as 64Mi, got %q", s)
+								return
+							}
+							v.EmptyDir.SizeLimit = q.Value()
+						}
+					}
+				})
+			case "hostPath":
+				sources++
+				v.HostPath = &HostPathVolume{}
+				if !d.mapping(n, path, " with path") {
+					return
+				}
+				hp := path
+				d.fields(n, hp, hostPathSchema, func(key string, n *yaml.Node, p string) {
+					switch key {
+					case "path":
+						if s, ok := d.str(n, p); ok {
+							if !pathpkg.IsAbs(s) {
+								d.errorf(n.Line, p, "must be an absolute path, got %q", s)
+							}
+							v.HostPath.Path = s
+						}
+					case "type":
+						v.HostPath.Type, _ = d.oneOf(n, p, hostPathTypes...)
+					}
+				})
+				if v.HostPath.Path == "" {
+					d.errorf(n.Line, hp+".path", "required")
+				}
+			case "persistentVolumeClaim":
+				sources++
+				v.PersistentVolumeClaim = &ClaimVolume{}
+				if !d.mapping(n, path, " with claimName") {
+					return
+				}
+				d.fields(n, path, claimVolumeSchema, func(key string, n *yaml.Node, path string) {
+					switch key {
+					case "claimName":
+						v.PersistentVolumeClaim.ClaimName, _ = d.configName(n, path)
+					case "readOnly":
+						v.PersistentVolumeClaim.ReadOnly, _ = d.boolean(n, path)
+					}
+				})
+				if v.PersistentVolumeClaim.ClaimName == "" {
+					d.errorf(n.Line, path+".claimName", "required")
+				}
+			}
+		})
+		if v.Name == "" {
+			d.errorf(item.Line, ipath+".name", "required")
+		}
+		if sources != 1 {
+			d.errorf(item.Line, ipath, "needs exactly one of emptyDir, hostPath and persistentVolumeClaim (configMap and secret volumes are not supported yet: consume them as env)")
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+func (d *decoder) volumeMounts(n *yaml.Node, p string) []VolumeMount {
+	var out []VolumeMount
+	paths := map[string]bool{}
+	for i, item := range d.list(n, p, " of volume mounts") {
+		ipath := fmt.Sprintf("%s[%d]", p, i)
+		if !d.mapping(item, ipath, " with name and mountPath") {
+			continue
+		}
+		m := VolumeMount{Line: item.Line}
+		d.fields(item, ipath, volumeMountSchema, func(key string, n *yaml.Node, fp string) {
+			switch key {
+			case "name":
+				m.Name, _ = d.str(n, fp)
+			case "mountPath":
+				if s, ok := d.str(n, fp); ok {
+					if !pathpkg.IsAbs(s) {
+						d.errorf(n.Line, fp, "must be an absolute path, got %q", s)
+					}
+					if paths[pathpkg.Clean(s)] {
+						d.errorf(n.Line, fp, "%s is mounted twice in this container", s)
+					}
+					paths[pathpkg.Clean(s)] = true
+					m.MountPath = s
+				}
+			case "readOnly":
+				m.ReadOnly, _ = d.boolean(n, fp)
+			}
+		})
+		if m.Name == "" {
+			d.errorf(item.Line, ipath+".name", "required")
+		}
+		if m.MountPath == "" {
+			d.errorf(item.Line, ipath+".mountPath", "required")
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// pvcSpec reads a PersistentVolumeClaim's spec.
+func (d *decoder) pvcSpec(n *yaml.Node, line int, c *PersistentVolumeClaim) {
+	if !d.mapping(n, "spec", " with accessModes and resources") {
+		if isNull(n) {
+			d.errorf(line, "spec.resources.requests.storage", "required")
+		}
+		return
+	}
+	haveStorage := false
+	d.fields(n, "spec", pvcSpecSchema, func(key string, v *yaml.Node, path string) {
+		switch key {
+		case "accessModes":
+			for i, item := range d.list(v, path, " of access modes") {
+				ipath := fmt.Sprintf("%s[%d]", path, i)
+				if m, ok := d.str(item, ipath); ok {
+					if m != "ReadWriteOnce" && m != "ReadWriteOncePod" {
+						d.errorf(item.Line, ipath, "fleet's volumes live on one machine: ReadWriteOnce (or ReadWriteOncePod), got %q", m)
+						continue
+					}
+					c.AccessModes = append(c.AccessModes, m)
+				}
+			}
+		case "resources":
+			if !d.mapping(v, path, " with requests.storage") {
+				return
+			}
+			d.fields(v, path, pvcResourcesSchema, func(key string, v *yaml.Node, path string) {
+				if key != "requests" || !d.mapping(v, path, " with storage") {
+					return
+				}
+				d.fields(v, path, schema{known: []string{"storage"}}, func(_ string, v *yaml.Node, path string) {
+					if s, ok := d.str(v, path); ok {
+						q, err := resource.ParseQuantity(s)
+						if err != nil || q.Sign() <= 0 {
+							d.errorf(v.Line, path, "expected a size such as 1Gi, got %q", s)
+							return
+						}
+						c.Storage, haveStorage = q.Value(), true
+					}
+				})
+			})
+		case "storageClassName":
+			c.StorageClassName, _ = d.str(v, path)
+		case "volumeMode":
+			d.oneOf(v, path, "Filesystem")
+		}
+	})
+	if !haveStorage {
+		d.errorf(n.Line, "spec.resources.requests.storage", "required, such as 1Gi")
+	}
+	if len(c.AccessModes) == 0 {
+		c.AccessModes = []string{"ReadWriteOnce"}
+	}
+}
+
+// checkMounts reports mounts of volumes the pod does not define.
+func (d *decoder) checkMounts(ps *PodSpec, path string) {
+	for ci, c := range ps.Containers {
+		for mi, m := range c.VolumeMounts {
+			if m.Name == "" || slices.ContainsFunc(ps.Volumes, func(v Volume) bool { return v.Name == m.Name }) {
+				continue
+			}
+			d.errorf(m.Line, fmt.Sprintf("%s.containers[%d].volumeMounts[%d].name", path, ci, mi), "no volume named %q in spec.volumes", m.Name)
+		}
+	}
+}
