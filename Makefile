@@ -8,12 +8,17 @@ DEMO_DIR  ?= $(CURDIR)/.demo
 # Packages with goroutines run under the race detector too.
 RACE_PKGS := ./sshexec/... ./image/... ./node/... ./sandbox/... ./reconciler/... ./probe/... ./lb/... ./ingress/...
 
-.PHONY: build test unit e2e race lint demo demo-down demo-images bench bench-transport bench-scale bench-failover bench-rollout bench-lb clean
+.PHONY: build test unit e2e race lint demo demo-down demo-images pause-image bench bench-transport bench-scale bench-failover bench-rollout bench-lb clean
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/fleet
 
-demo-images:
+# fleet-pause:1 holds the network of pods of several containers; fleet
+# pushes it to the machines from the local engine like any image.
+pause-image:
+	./cmd/fleet-pause/build-image.sh
+
+demo-images: pause-image
 	./examples/demo/build-image.sh v1
 	./examples/demo/build-image.sh v2
 

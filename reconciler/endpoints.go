@@ -146,7 +146,11 @@ func endpointOf(p PodStatus, t *spec.PodTemplate, port spec.ServicePort, host st
 		return e
 	}
 	key := portKey(cport, port.Protocol)
-	for _, c := range p.Containers {
+	published := p.Containers
+	if p.Sandbox != nil { // the pod's ports are published on its sandbox
+		published, cname = []ContainerStatus{*p.Sandbox}, SandboxName
+	}
+	for _, c := range published {
 		if c.Name != cname {
 			continue
 		}

@@ -96,6 +96,9 @@ type PodStatus struct {
 	MilliCPU    int64             `json:"milliCPU"`
 	Memory      int64             `json:"memory"`
 	Containers  []ContainerStatus `json:"containers"`
+	// Sandbox is the fleet-pause container of a pod of several
+	// containers: it holds the pod's address and published ports.
+	Sandbox *ContainerStatus `json:"sandbox,omitempty"`
 	// HostPorts are the machine ports its containers bind.
 	HostPorts []string `json:"hostPorts,omitempty"`
 	// LastSeen is when the pod was last listed, for pods shown Unknown.
@@ -206,8 +209,12 @@ func (r *Reconciler) listPods(ctx context.Context, machine string) ([]PodStatus,
 		if t := time.Unix(c.Created, 0).UTC(); t.Before(p.Created) {
 			p.Created = t
 		}
-		p.Containers = append(p.Containers, ContainerStatus{Name: l[LabelContainer], ID: c.ID, Image: c.Image,
-			State: c.State, Status: c.Status, Probes: l[LabelProbes]})
+		cs := ContainerStatus{Name: l[LabelContainer], ID: c.ID, Image: c.Image, State: c.State, Status: c.Status, Probes: l[LabelProbes]}
+		if cs.Name == SandboxName {
+			p.Sandbox = &cs
+		} else {
+			p.Containers = append(p.Containers, cs)
+		}
 		if hp := l[LabelHostPorts]; hp != "" {
 			p.HostPorts = append(p.HostPorts, strings.Split(hp, ",")...)
 		}
@@ -215,6 +222,9 @@ func (r *Reconciler) listPods(ctx context.Context, machine string) ([]PodStatus,
 	for _, p := range byPod {
 		for i := range p.Containers {
 			cs = append(cs, &p.Containers[i])
+		}
+		if p.Sandbox != nil {
+			cs = append(cs, p.Sandbox)
 		}
 	}
 	r.inspect(ctx, d, cs)
@@ -225,6 +235,9 @@ func (r *Reconciler) listPods(ctx context.Context, machine string) ([]PodStatus,
 		sort.Slice(p.Containers, func(i, j int) bool { return p.Containers[i].Name < p.Containers[j].Name })
 		for i := range p.Containers {
 			r.recall(ctx, &p.Containers[i])
+		}
+		if len(p.Containers) == 0 {
+			continue // a sandbox left alone: stopped with its pod below
 		}
 		p.summarise(now)
 		p.Image = p.Containers[0].Image
@@ -334,10 +347,17 @@ func (p *PodStatus) summarise(now time.Time) {
 			note(c.Reason, c.Message)
 		}
 	}
+	sandboxDead := p.Sandbox != nil && p.Sandbox.State != "running"
+	if sandboxDead {
+		// Its containers lost their network with it.
+		p.Ready = false
+		p.Reason, p.Message = "SandboxDead", fmt.Sprintf("the pod's network holder (%s) is %s", PauseImage, p.Sandbox.State)
+		exited++
+	}
 	switch {
 	case restarting > 0 || backoff > 0:
 		p.Status = CrashLoopBackOff
-	case running == len(p.Containers):
+	case running == len(p.Containers) && !sandboxDead:
 		p.Status = Running
 	case exited > 0:
 		p.Status = Failed

@@ -607,7 +607,12 @@ func (e *executor) ensureImages(ctx context.Context, runs []planner.Run) map[str
 	need := map[string]map[string]bool{} // image → machines
 	users := map[string][]planner.Run{}
 	for _, r := range runs {
-		for _, c := range e.template(r).Spec.Containers {
+		tpl := e.template(r)
+		images := tpl.Spec.Containers
+		if sandboxed(tpl.Spec) {
+			images = append([]spec.Container{{Image: PauseImage}}, images...)
+		}
+		for _, c := range images {
 			if need[c.Image] == nil {
 				need[c.Image] = map[string]bool{}
 			}
@@ -657,6 +662,17 @@ func (e *executor) start(ctx context.Context, s planner.Run) bool {
 	}
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
+	sandboxID := ""
+	if sandboxed(tpl.Spec) {
+		id, err := e.startSandbox(ctx, dk, ns, owner, runSpec{workload: s.Workload, pod: s.Pod, hash: s.SpecHash, revision: s.Revision, tpl: tpl})
+		if err != nil {
+			err = fmt.Errorf("%s: %w", s.Node, err)
+			e.fail(err)
+			e.event("Warning", "Failed", ns, s.Pod, s.Node, err.Error())
+			return false
+		}
+		sandboxID = id
+	}
 	for _, c := range tpl.Spec.Containers {
 		env, err := d.configs.env(ns, c)
 		if err != nil {
@@ -675,6 +691,9 @@ func (e *executor) start(ctx context.Context, s planner.Run) bool {
 			return false
 		}
 		cfg, host := containerConfig(ns, owner, s.Pod, s.Revision, s.SpecHash, tpl.Spec, c, env, mounts, binds, d.nodePorts[c.Name])
+		if sandboxID != "" {
+			joinSandbox(cfg, host, sandboxID)
+		}
 		name := ContainerName(ns, s.Pod, c.Name)
 		created, err := dk.ContainerCreate(ctx, cfg, host, nil, nil, name)
 		if errdefs.IsConflict(err) {
@@ -925,7 +944,13 @@ func (e *executor) waitReady(ctx context.Context, s planner.Run) error {
 			}
 			insp := running[i]
 			started, _ := time.Parse(time.RFC3339Nano, insp.State.StartedAt)
-			t := probe.Target{Machine: s.Node, ContainerID: insp.ID, IP: containerIP(insp), Ports: c.Ports}
+			ip := containerIP(insp)
+			if ip == "" { // it joined the pod's sandbox
+				if sb, err := dk.ContainerInspect(ctx, ContainerName(d.workload.Namespace, s.Pod, SandboxName)); err == nil {
+					ip = containerIP(sb)
+				}
+			}
+			t := probe.Target{Machine: s.Node, ContainerID: insp.ID, IP: ip, Ports: c.Ports}
 			for _, p := range []*spec.Probe{c.StartupProbe, c.ReadinessProbe} {
 				if p == nil {
 					continue
@@ -1029,10 +1054,14 @@ func (e *executor) stop(ctx context.Context, s planner.Stop) {
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(grace)*time.Second+opTimeout)
 	defer cancel()
 	var ids []string
+	sandbox := ""
 	for _, p := range e.pods {
 		if p.Name == s.Pod && p.Node == s.Node && p.Namespace == ns {
 			for _, c := range p.Containers {
 				ids = append(ids, c.ID)
+			}
+			if p.Sandbox != nil {
+				sandbox = p.Sandbox.ID
 			}
 		}
 	}
@@ -1051,6 +1080,12 @@ func (e *executor) stop(ctx context.Context, s planner.Stop) {
 		}()
 	}
 	wg.Wait()
+	if sandbox != "" {
+		// Last: the containers needed its network until they stopped.
+		if err := dk.ContainerRemove(ctx, sandbox, container.RemoveOptions{Force: true}); err != nil && !errdefs.IsNotFound(err) {
+			e.fail(fmt.Errorf("%s: remove the sandbox of %s: %w", s.Node, s.Pod, err))
+		}
+	}
 	if err := removePodVolumes(ctx, dk, ns, s.Pod); err != nil {
 		e.fail(fmt.Errorf("%s: pod %s: %w", s.Node, s.Pod, err))
 	}
@@ -1067,6 +1102,18 @@ func (e *executor) restart(ctx context.Context, p PodStatus) {
 	dk, err := e.r.Docker(p.Node)
 	if err != nil {
 		e.fail(fmt.Errorf("%s: restart %s: %w", p.Node, p.Name, err))
+		return
+	}
+	if p.Sandbox != nil && p.Sandbox.State != "running" {
+		if err := e.restartSandbox(ctx, dk, p); err != nil {
+			e.fail(fmt.Errorf("%s: %w", p.Node, err))
+			e.event("Warning", "Failed", p.Namespace, p.Name, p.Node, err.Error())
+			return
+		}
+		e.mu.Lock()
+		e.restarted = append(e.restarted, p.Namespace+"/"+p.Name)
+		e.mu.Unlock()
+		e.event("Normal", "SandboxChanged", p.Namespace, p.Name, p.Node, "the pod's network holder was started again, and its containers with it")
 		return
 	}
 	now := e.r.now()

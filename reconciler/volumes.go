@@ -117,12 +117,17 @@ func (e *executor) volumeMounts(ctx context.Context, dk Docker, ns, pod, machine
 	for _, m := range ct.VolumeMounts {
 		v := vols[m.Name]
 		switch {
-		case v.EmptyDir != nil && v.EmptyDir.Medium == "Memory":
-			mounts = append(mounts, mount.Mount{Type: mount.TypeTmpfs, Target: m.MountPath, ReadOnly: m.ReadOnly,
-				TmpfsOptions: &mount.TmpfsOptions{SizeBytes: v.EmptyDir.SizeLimit}})
 		case v.EmptyDir != nil:
 			name := podVolume(ns, pod, v.Name)
-			if err := e.ensureVolume(ctx, dk, name, map[string]string{LabelManaged: "true", LabelNamespace: ns, LabelPod: pod}); err != nil {
+			var opts map[string]string
+			if v.EmptyDir.Medium == "Memory" {
+				// A tmpfs the pod's containers share, as one volume.
+				opts = map[string]string{"type": "tmpfs", "device": "tmpfs"}
+				if v.EmptyDir.SizeLimit > 0 {
+					opts["o"] = fmt.Sprintf("size=%d", v.EmptyDir.SizeLimit)
+				}
+			}
+			if err := e.ensureVolume(ctx, dk, name, opts, map[string]string{LabelManaged: "true", LabelNamespace: ns, LabelPod: pod}); err != nil {
 				return nil, nil, err
 			}
 			mounts = append(mounts, mount.Mount{Type: mount.TypeVolume, Source: name, Target: m.MountPath, ReadOnly: m.ReadOnly})
@@ -150,8 +155,8 @@ func (e *executor) volumeMounts(ctx context.Context, dk Docker, ns, pod, machine
 	return mounts, binds, nil
 }
 
-func (e *executor) ensureVolume(ctx context.Context, dk Docker, name string, labels map[string]string) error {
-	if _, err := dk.VolumeCreate(ctx, volume.CreateOptions{Name: name, Driver: "local", Labels: labels}); err != nil {
+func (e *executor) ensureVolume(ctx context.Context, dk Docker, name string, opts, labels map[string]string) error {
+	if _, err := dk.VolumeCreate(ctx, volume.CreateOptions{Name: name, Driver: "local", DriverOpts: opts, Labels: labels}); err != nil {
 		return fmt.Errorf("create volume %s: %w", name, err)
 	}
 	return nil
@@ -175,14 +180,14 @@ func (e *executor) bindClaim(ctx context.Context, dk Docker, ns, name, machine s
 		if b.Machine != machine {
 			return "", fmt.Errorf("volume claim %s/%s is bound to %s, not %s", ns, name, b.Machine, machine)
 		}
-		return b.Volume, e.ensureVolume(ctx, dk, b.Volume, map[string]string{LabelManaged: "true", LabelNamespace: ns, LabelClaim: name})
+		return b.Volume, e.ensureVolume(ctx, dk, b.Volume, nil, map[string]string{LabelManaged: "true", LabelNamespace: ns, LabelClaim: name})
 	}
 	pvc := e.claims.objs[ns+"/"+name]
 	if pvc == nil {
 		return "", fmt.Errorf("volume claim %s/%s does not exist: apply it", ns, name)
 	}
 	b = ClaimBinding{Machine: machine, Volume: claimVolume(ns, name), Policy: pvc.ReclaimPolicy(), BoundAt: e.r.now().UTC()}
-	if err := e.ensureVolume(ctx, dk, b.Volume, map[string]string{LabelManaged: "true", LabelNamespace: ns, LabelClaim: name}); err != nil {
+	if err := e.ensureVolume(ctx, dk, b.Volume, nil, map[string]string{LabelManaged: "true", LabelNamespace: ns, LabelClaim: name}); err != nil {
 		return "", err
 	}
 	raw, _ = json.Marshal(b)

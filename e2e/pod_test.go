@@ -1,0 +1,96 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+const sidecarManifest = `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: duo}
+spec:
+  replicas: 1
+  template:
+    spec:
+      containers:
+      - name: app
+        image: fleet-demo:v1
+        ports: [{name: http, containerPort: 8080}]
+        volumeMounts: [{name: shared, mountPath: /shared}, {name: mem, mountPath: /mem}]
+      - name: sidecar
+        image: fleet-demo:v2
+        env: [{name: ADDR, value: ":9090"}]
+        volumeMounts: [{name: shared, mountPath: /shared}, {name: mem, mountPath: /mem}]
+      volumes:
+      - {name: shared, emptyDir: {}}
+      - {name: mem, emptyDir: {medium: Memory}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: duo}
+spec:
+  selector: {app: duo}
+  ports: [{name: http, port: 80, targetPort: http}]
+`
+
+// A pod of two containers: one machine, one address, one network (the
+// sidecar reaches the app on localhost), shared emptyDir volumes (on disk
+// and in memory); its port is published once for the pod; deleting it
+// removes every container, the sandbox and the volumes.
+func TestPod_TwoContainers(t *testing.T) {
+	const state = "pod.db"
+	m := writeManifest(t, "duo.yaml", sidecarManifest)
+	t.Cleanup(func() { fleet(t, state, "delete", "-f", m) })
+	if r := fleet(t, state, "apply", "-f", m); r.code != 0 {
+		t.Fatalf("apply: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	p := onePod(t, state, "duo")
+	name := func(c string) string { return fmt.Sprintf("fleet_default_%s_%s", p.Name, c) }
+	if out := hostExec(t, p.Node, "docker", "ps", "--filter", "label=fleet.pod="+p.Name, "--format", "{{.Names}}"); strings.Count(out, "\n") != 3 {
+		t.Errorf("containers of the pod on %s:\n%s\nwant app, sidecar and the sandbox", p.Node, out)
+	}
+	// The sidecar reaches the app on localhost, and the app the sidecar.
+	hostExec(t, p.Node, "docker", "exec", name("sidecar"), "/demo", "check", "http://127.0.0.1:8080/")
+	hostExec(t, p.Node, "docker", "exec", name("app"), "/demo", "check", "http://127.0.0.1:9090/")
+	for _, dir := range []string{"/shared", "/mem"} {
+		hostExec(t, p.Node, "docker", "exec", name("app"), "/demo", "write", dir+"/note", "from app")
+		if got := hostExec(t, p.Node, "docker", "exec", name("sidecar"), "/demo", "read", dir+"/note"); got != "from app" {
+			t.Errorf("the sidecar reads %q from %s, want what the app wrote", got, dir)
+		}
+	}
+	// The pod's port, published once, answers from the app.
+	var addr string
+	eventually(t, "the pod's endpoint", func() bool {
+		m := regexp.MustCompile(`(\d+\.\d+\.\d+\.\d+:\d+)`).FindStringSubmatch(fleet(t, state, "get", "endpoints").stdout)
+		if m != nil {
+			addr = m[1]
+		}
+		return m != nil
+	})
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + addr + "/")
+	if err != nil {
+		t.Fatalf("GET the pod's published port %s: %v", addr, err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), "version v1") {
+		t.Errorf("the pod's port answered %q, want the app (v1)", body)
+	}
+	if pods := fleet(t, state, "get", "pods").stdout; !strings.Contains(pods, "2/2") {
+		t.Errorf("get pods does not show 2/2 ready:\n%s", pods)
+	}
+	if r := fleet(t, state, "delete", "-f", m); r.code != 0 {
+		t.Fatalf("delete: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if out := hostExec(t, p.Node, "docker", "ps", "-a", "--filter", "label=fleet.pod="+p.Name, "--format", "{{.Names}}"); out != "" {
+		t.Errorf("containers left after delete:\n%s", out)
+	}
+	if out := hostExec(t, p.Node, "docker", "volume", "ls", "-q", "--filter", "label=fleet.pod="+p.Name); out != "" {
+		t.Errorf("volumes left after delete:\n%s", out)
+	}
+}

@@ -1,0 +1,113 @@
+package reconciler
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/errdefs"
+
+	"github.com/fleetdev/fleet/spec"
+)
+
+// A pod of several containers gets a sandbox: a fleet-pause container,
+// started first, that owns the pod's network namespace, address and
+// published ports; the pod's containers join its network, so they reach
+// each other on localhost, and a container's restart does not change
+// the pod's address. A pod of one container needs none.
+const (
+	// PauseImage is the sandbox's image, built by `make pause-image`.
+	PauseImage = "fleet-pause:1"
+	// SandboxName is the sandbox's fleet.container label: not a valid
+	// container name in a manifest (names are lowercase), so no clash.
+	SandboxName = "POD"
+)
+
+// sandboxed reports whether pods of ps get a sandbox.
+func sandboxed(ps spec.PodSpec) bool { return len(ps.Containers) > 1 }
+
+// sandboxConfig is the sandbox of a pod: the containers' ports are
+// published on it, and it holds the pod's host ports.
+func sandboxConfig(ns, owner, pod string, rev int64, hash string, ps spec.PodSpec, nodePorts nodePorts) (*container.Config, *container.HostConfig) {
+	// The ports of every container, as one container with them all.
+	all := spec.Container{Name: SandboxName, Image: PauseImage}
+	merged := map[string]int{}
+	for _, c := range ps.Containers {
+		all.Ports = append(all.Ports, c.Ports...)
+		for k, v := range nodePorts[c.Name] {
+			merged[k] = v
+		}
+	}
+	cfg, host := containerConfig(ns, owner, pod, rev, hash, ps, all, nil, nil, nil, merged)
+	delete(cfg.Labels, LabelProbes)
+	cfg.Entrypoint, cfg.Cmd = nil, nil
+	host.Resources = container.Resources{}
+	return cfg, host
+}
+
+// joinSandbox makes a container of a sandboxed pod join the sandbox's
+// network: its ports are the sandbox's, its hostname the pod's.
+func joinSandbox(cfg *container.Config, host *container.HostConfig, sandboxID string) {
+	host.NetworkMode = container.NetworkMode("container:" + sandboxID)
+	host.PortBindings = nil
+	cfg.ExposedPorts = nil
+	cfg.Hostname = ""
+	delete(cfg.Labels, LabelHostPorts)
+}
+
+// startSandbox creates and starts pod's sandbox, or finds it started.
+func (e *executor) startSandbox(ctx context.Context, dk Docker, ns, owner string, s runSpec) (string, error) {
+	d := e.byKey[s.workload]
+	cfg, host := sandboxConfig(ns, owner, s.pod, s.revision, s.hash, s.tpl.Spec, d.nodePorts)
+	name := ContainerName(ns, s.pod, SandboxName)
+	created, err := dk.ContainerCreate(ctx, cfg, host, nil, nil, name)
+	if errdefs.IsConflict(err) {
+		insp, ierr := dk.ContainerInspect(ctx, name)
+		if ierr == nil {
+			created.ID, err = insp.ID, nil
+		}
+	}
+	if err != nil {
+		return "", fmt.Errorf("create the pod's sandbox %s: %w", name, err)
+	}
+	if err := dk.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
+		return "", fmt.Errorf("start the pod's sandbox %s: %w", name, err)
+	}
+	return created.ID, nil
+}
+
+// runSpec is what starting one pod needs.
+type runSpec struct {
+	workload, pod, hash string
+	revision            int64
+	tpl                 *spec.PodTemplate
+}
+
+// restartSandbox starts a sandboxed pod's dead sandbox again and then
+// its containers, which must join its new network namespace.
+func (e *executor) restartSandbox(ctx context.Context, dk Docker, p PodStatus) error {
+	if err := dk.ContainerStart(ctx, p.Sandbox.ID, container.StartOptions{}); err != nil {
+		return fmt.Errorf("restart the sandbox of %s: %w", p.Name, err)
+	}
+	zero := 0
+	for _, c := range p.Containers {
+		if c.State == "running" {
+			if err := dk.ContainerStop(ctx, c.ID, container.StopOptions{Timeout: &zero}); err != nil && !errdefs.IsNotFound(err) {
+				return fmt.Errorf("restart container %s of %s: %w", c.Name, p.Name, err)
+			}
+		}
+		if err := dk.ContainerStart(ctx, c.ID, container.StartOptions{}); err != nil {
+			return fmt.Errorf("restart container %s of %s: %w", c.Name, p.Name, err)
+		}
+	}
+	return nil
+}
+
+// ip is where container c of p is reached: its own address, or its
+// pod's sandbox's.
+func (p *PodStatus) ip(c ContainerStatus) string {
+	if c.IP == "" && p.Sandbox != nil {
+		return p.Sandbox.IP
+	}
+	return c.IP
+}
