@@ -38,6 +38,31 @@ spec:
 // The Swarm service publishes no port either: both sides start the same
 // container.
 
+// podManifest is the same scale-up with pods of two containers (an app
+// and a sidecar, so each pod also gets its sandbox) consuming a
+// ConfigMap: issue 7's cost of pods, against the single container.
+const podManifest = `apiVersion: v1
+kind: ConfigMap
+metadata: {name: scalepod}
+data: {MODE: bench, GREETING: hello}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: scalepod
+spec:
+  replicas: %d
+  template:
+    spec:
+      containers:
+      - name: web
+        image: %s
+        envFrom: [{configMapRef: {name: scalepod}}]
+      - name: sidecar
+        image: %[2]s
+        env: [{name: ADDR, value: ":9090"}]
+`
+
 func main() {
 	fleetBin := flag.String("fleet", "bin/fleet", "fleet binary")
 	hosts := flag.Int("hosts", 10, "sandbox hosts")
@@ -81,28 +106,39 @@ func main() {
 
 	fmt.Printf("bench-scale  %s  hosts=%d  replicas=%d  cpus=%d  go=%s\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"), *hosts, *replicas, runtime.NumCPU(), runtime.Version())
 
-	var fleetTimes []time.Duration
-	var noop []time.Duration
-	for i := 0; i < *runs; i++ {
-		start := time.Now()
-		fleet("scale", "deploy/scalebench", fmt.Sprintf("--replicas=%d", *replicas))
-		fleetTimes = append(fleetTimes, time.Since(start))
-		if n := countRunning(ctx, sb, *hosts, "label=fleet.owner=scalebench"); n != *replicas {
-			log.Fatalf("fleet: %d containers running after scale, want %d", n, *replicas)
-		}
-		if i == *runs-1 {
-			for j := 0; j < 3; j++ {
-				start := time.Now()
-				out := fleet("reconcile")
-				noop = append(noop, time.Since(start))
-				if !strings.Contains(out, "nothing to do") {
-					log.Fatalf("reconcile on a converged cluster did something:\n%s", out)
+	// scaleUps scales deploy/name 0 → replicas runs times, checking that
+	// perPod containers run per replica, and times a no-op reconcile.
+	scaleUps := func(name string, perPod int) (times, noop []time.Duration) {
+		for i := 0; i < *runs; i++ {
+			start := time.Now()
+			fleet("scale", "deploy/"+name, fmt.Sprintf("--replicas=%d", *replicas))
+			times = append(times, time.Since(start))
+			if n := countRunning(ctx, sb, *hosts, "label=fleet.owner="+name); n != *replicas*perPod {
+				log.Fatalf("fleet: %d containers of %s running after scale, want %d", n, name, *replicas*perPod)
+			}
+			if i == *runs-1 {
+				for j := 0; j < 3; j++ {
+					start := time.Now()
+					out := fleet("reconcile")
+					noop = append(noop, time.Since(start))
+					if !strings.Contains(out, "nothing to do") {
+						log.Fatalf("reconcile on a converged cluster did something:\n%s", out)
+					}
 				}
 			}
+			fleet("scale", "deploy/"+name, "--replicas=0")
 		}
-		fleet("scale", "deploy/scalebench", "--replicas=0")
+		fleet("delete", "deploy/"+name)
+		return times, noop
 	}
-	fleet("delete", "deploy/scalebench")
+	fleetTimes, noop := scaleUps("scalebench", 1)
+
+	fleet("image", "push", "fleet-pause:1")
+	pf := filepath.Join(*dir, "scalepod.yaml")
+	benchkit.Check(os.WriteFile(pf, []byte(fmt.Sprintf(podManifest, 0, *img)), 0o644))
+	fleet("apply", "-f", pf)
+	podTimes, _ := scaleUps("scalepod", 3) // two containers and the sandbox
+	fleet("delete", "cm/scalepod")
 
 	swarmTimes := swarm(ctx, sb, *hosts, *img, *replicas, *runs)
 
@@ -111,6 +147,9 @@ func main() {
 	fmt.Printf("scale 0 -> %d on %d hosts: fleet p50 %s, swarm p50 %s, ratio %.2fx   target <= 0.25x and <= 5s\n", *replicas, *hosts, benchkit.Secs(fp), benchkit.Secs(sp), float64(fp)/float64(sp))
 	fmt.Printf("  runs: fleet %s  swarm %s\n", list(fleetTimes), list(swarmTimes))
 	fmt.Printf("no-op fleet reconcile, %d hosts, %d containers: p50 %s   target <= 1s\n", *hosts, *replicas, benchkit.Secs(benchkit.P50(noop)))
+	pp := benchkit.P50(podTimes)
+	fmt.Printf("scale 0 -> %d pods of two containers and a ConfigMap: fleet p50 %s, ratio to one container %.2fx   target <= 1.3x\n", *replicas, benchkit.Secs(pp), float64(pp)/float64(fp))
+	fmt.Printf("  runs: %s\n", list(podTimes))
 	fmt.Printf("planner alone, 10,000 replicas onto 1,000 machines: %s   target >= 100,000 placements/s\n", planner)
 }
 
