@@ -38,6 +38,26 @@ spec:
           valueFrom: {configMapKeyRef: {name: app-config, key: GREETING}}
         - name: DB_PASSWORD
           valueFrom: {secretKeyRef: {name: db, key: password}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: cfgfiles}
+spec:
+  replicas: 1
+  template:
+    spec:
+      containers:
+      - name: web
+        image: fleet-demo:v1
+        volumeMounts:
+        - {name: config, mountPath: /etc/app}
+        - {name: creds, mountPath: /run/creds}
+      volumes:
+      - {name: config, configMap: {name: app-config}}
+      - name: creds
+        secret:
+          secretName: db
+          items: [{key: password, path: db/password, mode: 0400}]
 `
 
 // containerEnv is the environment Docker gave each of owner's pods.
@@ -51,10 +71,11 @@ func containerEnv(t *testing.T, state, owner string) map[string]string {
 }
 
 // A ConfigMap and a Secret reach the containers as environment variables
-// (by key and with envFrom); the Secret's value is in no listing, event,
-// diff or the state file; editing the ConfigMap rolls the Deployment; a
+// (by key and with envFrom) and as files with their modes (a secret file
+// is not in the container's environment); the Secret's value is in no
+// listing, event, diff or the state file; editing the ConfigMap rolls the Deployment; a
 // reference to a missing Secret is refused at apply with file:line.
-func TestConfig_ConfigMapAndSecretAsEnv(t *testing.T) {
+func TestConfig_ConfigMapAndSecret(t *testing.T) {
 	const state = "config.db"
 	manifest := func(name, greeting, secret string) string {
 		return writeManifest(t, name, fmt.Sprintf(configManifest, greeting, secret))
@@ -106,6 +127,24 @@ func TestConfig_ConfigMapAndSecretAsEnv(t *testing.T) {
 		}
 	}
 
+	t.Run("as files, with their modes, and the secret not in the environment", func(t *testing.T) {
+		p := onePod(t, state, "cfgfiles")
+		read := func(file string) string {
+			return hostExec(t, p.Node, "docker", "exec", p.ContainerID, "/demo", "read", file)
+		}
+		if got := read("/etc/app/GREETING"); got != "hello" {
+			t.Errorf("/etc/app/GREETING = %q", got)
+		}
+		if got := read("/run/creds/db/password"); got != secret {
+			t.Errorf("/run/creds/db/password = %q", got)
+		}
+		for file, want := range map[string]string{"/etc/app/MODE": "0644", "/run/creds/db/password": "0400"} {
+			if got := hostExec(t, p.Node, "docker", "exec", p.ContainerID, "/demo", "mode", file); got != want {
+				t.Errorf("mode of %s = %s, want %s", file, got, want)
+			}
+		}
+		noSecret("docker inspect of the file-mounted secret's container", hostExec(t, p.Node, "docker", "inspect", p.ContainerID))
+	})
 	t.Run("editing the ConfigMap and Secret rolls the pods", func(t *testing.T) {
 		before := getPodsJSON(t, state, "cfg")
 		if r := fleet(t, state, "apply", "-f", v2); r.code != 0 {
@@ -123,6 +162,10 @@ func TestConfig_ConfigMapAndSecretAsEnv(t *testing.T) {
 			if !strings.Contains(env, "GREETING=bonjour\n") || !strings.Contains(env, "DB_PASSWORD=s3cr3t-ABC\n") {
 				t.Errorf("pod %s after the edit:\n%s", pod, env)
 			}
+		}
+		p := onePod(t, state, "cfgfiles")
+		if got := hostExec(t, p.Node, "docker", "exec", p.ContainerID, "/demo", "read", "/etc/app/GREETING"); got != "bonjour" {
+			t.Errorf("/etc/app/GREETING after the edit = %q", got)
 		}
 	})
 	t.Run("a reference to a missing Secret changes nothing", func(t *testing.T) {

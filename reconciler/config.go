@@ -173,3 +173,46 @@ func (c *configs) hash(ns string, t *spec.PodTemplate, base string) string {
 	sum := sha256.Sum256([]byte(base + "|" + strings.Join(parts, ",")))
 	return hex.EncodeToString(sum[:])[:len(base)]
 }
+
+// files are the files of configMap or secret volume v in ns: every key,
+// or its items. A missing object or key not optional is an error.
+func (c *configs) files(ns string, v spec.Volume) ([]configFile, error) {
+	kind, cv := spec.KindConfigMap, v.ConfigMap
+	if v.Secret != nil {
+		kind, cv = spec.KindSecret, v.Secret
+	}
+	vals, ok := c.values(ns, kind, cv.Name)
+	if !ok {
+		if cv.Optional {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("volume %s: %s %s/%s does not exist (apply it, or mark the volume optional)", v.Name, kind, ns, cv.Name)
+	}
+	var out []configFile
+	if len(cv.Items) == 0 {
+		keys := make([]string, 0, len(vals))
+		for k := range vals {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			out = append(out, configFile{path: k, mode: cv.DefaultMode, data: vals[k]})
+		}
+		return out, nil
+	}
+	for _, it := range cv.Items {
+		data, ok := vals[it.Key]
+		if !ok {
+			if cv.Optional {
+				continue
+			}
+			return nil, fmt.Errorf("volume %s: %s %s/%s has no key %q", v.Name, kind, ns, cv.Name, it.Key)
+		}
+		mode := cv.DefaultMode
+		if it.Mode != nil {
+			mode = *it.Mode
+		}
+		out = append(out, configFile{path: it.Path, mode: mode, data: data})
+	}
+	return out, nil
+}

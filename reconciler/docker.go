@@ -2,6 +2,7 @@ package reconciler
 
 import (
 	"context"
+	"io"
 	"sort"
 	"strconv"
 	"strings"
@@ -29,6 +30,7 @@ type Docker interface {
 	VolumeCreate(ctx context.Context, options volume.CreateOptions) (volume.Volume, error)
 	VolumeRemove(ctx context.Context, volumeID string, force bool) error
 	VolumeList(ctx context.Context, options volume.ListOptions) (volume.ListResponse, error)
+	CopyToContainer(ctx context.Context, containerID, dstPath string, content io.Reader, options container.CopyToContainerOptions) error
 }
 
 var _ Docker = (*client.Client)(nil)

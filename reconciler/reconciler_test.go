@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"testing"
@@ -38,6 +39,10 @@ func (f *fakeDocker) VolumeCreate(_ context.Context, o volume.CreateOptions) (vo
 }
 
 func (f *fakeDocker) VolumeRemove(context.Context, string, bool) error { return nil }
+
+func (f *fakeDocker) CopyToContainer(context.Context, string, string, io.Reader, container.CopyToContainerOptions) error {
+	return nil
+}
 
 func (f *fakeDocker) VolumeList(context.Context, volume.ListOptions) (volume.ListResponse, error) {
 	return volume.ListResponse{}, nil

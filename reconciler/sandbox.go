@@ -1,10 +1,15 @@
 package reconciler
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"path"
 
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/errdefs"
 
 	"github.com/fleetdev/fleet/spec"
@@ -23,8 +28,27 @@ const (
 	SandboxName = "POD"
 )
 
-// sandboxed reports whether pods of ps get a sandbox.
-func sandboxed(ps spec.PodSpec) bool { return len(ps.Containers) > 1 }
+// sandboxed reports whether pods of ps get a sandbox: several
+// containers, or ConfigMap or Secret files (written into the pod's
+// memory volumes through it, before any container starts).
+func sandboxed(ps spec.PodSpec) bool {
+	return len(ps.Containers) > 1 || len(configVolumes(ps)) > 0
+}
+
+// configVolumes are ps's configMap and secret volumes.
+func configVolumes(ps spec.PodSpec) []spec.Volume {
+	var out []spec.Volume
+	for _, v := range ps.Volumes {
+		if v.ConfigMap != nil || v.Secret != nil {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// configMountPath is where the sandbox mounts a config volume to write
+// its files.
+func configMountPath(vol string) string { return "/fleet/config/" + vol }
 
 // sandboxConfig is the sandbox of a pod: the containers' ports are
 // published on it, and it holds the pod's host ports.
@@ -59,6 +83,19 @@ func joinSandbox(cfg *container.Config, host *container.HostConfig, sandboxID st
 func (e *executor) startSandbox(ctx context.Context, dk Docker, ns, owner string, s runSpec) (string, error) {
 	d := e.byKey[s.workload]
 	cfg, host := sandboxConfig(ns, owner, s.pod, s.revision, s.hash, s.tpl.Spec, d.nodePorts)
+	files := map[string][]configFile{}
+	for _, v := range configVolumes(s.tpl.Spec) {
+		fs, err := d.configs.files(ns, v)
+		if err != nil {
+			return "", err
+		}
+		files[v.Name] = fs
+		vol, err := e.podMemoryVolume(ctx, dk, ns, s.pod, v.Name)
+		if err != nil {
+			return "", err
+		}
+		host.Mounts = append(host.Mounts, mount.Mount{Type: mount.TypeVolume, Source: vol, Target: configMountPath(v.Name)})
+	}
 	name := ContainerName(ns, s.pod, SandboxName)
 	created, err := dk.ContainerCreate(ctx, cfg, host, nil, nil, name)
 	if errdefs.IsConflict(err) {
@@ -73,7 +110,47 @@ func (e *executor) startSandbox(ctx context.Context, dk Docker, ns, owner string
 	if err := dk.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
 		return "", fmt.Errorf("start the pod's sandbox %s: %w", name, err)
 	}
+	// The files go into the memory volumes while the sandbox holds them
+	// mounted, before any container that reads them starts.
+	for _, vol := range sortedKeys(files) {
+		tarball, err := tarOf(files[vol])
+		if err != nil {
+			return "", err
+		}
+		if err := dk.CopyToContainer(ctx, created.ID, configMountPath(vol), tarball, container.CopyToContainerOptions{}); err != nil {
+			return "", fmt.Errorf("write the files of volume %s: %w", vol, err)
+		}
+	}
 	return created.ID, nil
+}
+
+// configFile is one file of a configMap or secret volume.
+type configFile struct {
+	path string
+	mode int
+	data []byte
+}
+
+// tarOf is files as a tar stream, directories included.
+func tarOf(files []configFile) (io.Reader, error) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	dirs := map[string]bool{}
+	for _, f := range files {
+		for dir := path.Dir(f.path); dir != "." && !dirs[dir]; dir = path.Dir(dir) {
+			dirs[dir] = true
+			if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: dir + "/", Mode: 0o755}); err != nil {
+				return nil, err
+			}
+		}
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: f.path, Mode: int64(f.mode), Size: int64(len(f.data))}); err != nil {
+			return nil, err
+		}
+		if _, err := tw.Write(f.data); err != nil {
+			return nil, err
+		}
+	}
+	return &buf, tw.Close()
 }
 
 // runSpec is what starting one pod needs.

@@ -143,6 +143,9 @@ func (e *executor) volumeMounts(ctx context.Context, dk Docker, ns, pod, machine
 			// The engine refuses a bind of a missing path: the check
 			// that Directory, File and Socket ask for.
 			mounts = append(mounts, mount.Mount{Type: mount.TypeBind, Source: v.HostPath.Path, Target: m.MountPath, ReadOnly: m.ReadOnly})
+		case v.ConfigMap != nil || v.Secret != nil:
+			// Written by the sandbox (startSandbox); read only here.
+			mounts = append(mounts, mount.Mount{Type: mount.TypeVolume, Source: podVolume(ns, pod, v.Name), Target: m.MountPath, ReadOnly: true})
 		case v.PersistentVolumeClaim != nil:
 			name, err := e.bindClaim(ctx, dk, ns, v.PersistentVolumeClaim.ClaimName, machine)
 			if err != nil {
@@ -153,6 +156,13 @@ func (e *executor) volumeMounts(ctx context.Context, dk Docker, ns, pod, machine
 		}
 	}
 	return mounts, binds, nil
+}
+
+// podMemoryVolume creates a tmpfs volume of pod for volume vol.
+func (e *executor) podMemoryVolume(ctx context.Context, dk Docker, ns, pod, vol string) (string, error) {
+	name := podVolume(ns, pod, vol)
+	return name, e.ensureVolume(ctx, dk, name, map[string]string{"type": "tmpfs", "device": "tmpfs", "o": "mode=0755"},
+		map[string]string{LabelManaged: "true", LabelNamespace: ns, LabelPod: pod})
 }
 
 func (e *executor) ensureVolume(ctx context.Context, dk Docker, name string, opts, labels map[string]string) error {

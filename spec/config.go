@@ -255,6 +255,23 @@ func (t *PodTemplate) ConfigRefs() []ConfigRef {
 			}
 		}
 	}
+	for vi, v := range t.Spec.Volumes {
+		field := fmt.Sprintf("spec.template.spec.volumes[%d]", vi)
+		for _, src := range []struct {
+			kind string
+			cv   *ConfigVolume
+		}{{KindConfigMap, v.ConfigMap}, {KindSecret, v.Secret}} {
+			if src.cv == nil {
+				continue
+			}
+			if len(src.cv.Items) == 0 {
+				out = append(out, ConfigRef{Kind: src.kind, Name: src.cv.Name, Optional: src.cv.Optional, Field: field, Line: src.cv.Line})
+			}
+			for _, it := range src.cv.Items {
+				out = append(out, ConfigRef{Kind: src.kind, Name: src.cv.Name, Key: it.Key, Optional: src.cv.Optional, Field: field, Line: src.cv.Line})
+			}
+		}
+	}
 	return out
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	pathpkg "path"
 	"slices"
+	"strings"
 
 	"gopkg.in/yaml.v3"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -42,6 +43,30 @@ type Volume struct {
 	EmptyDir              *EmptyDirVolume `json:"emptyDir,omitempty"`
 	HostPath              *HostPathVolume `json:"hostPath,omitempty"`
 	PersistentVolumeClaim *ClaimVolume    `json:"persistentVolumeClaim,omitempty"`
+	ConfigMap             *ConfigVolume   `json:"configMap,omitempty"`
+	Secret                *ConfigVolume   `json:"secret,omitempty"`
+}
+
+// ConfigVolume puts a ConfigMap's or Secret's keys in files: every key
+// (named as the key), or only Items.
+type ConfigVolume struct {
+	// Name is the ConfigMap's (configMap.name) or Secret's
+	// (secret.secretName).
+	Name     string      `json:"name"`
+	Items    []KeyToPath `json:"items,omitempty"`
+	Optional bool        `json:"optional,omitempty"`
+	// DefaultMode is the files' mode; default 0644, as in Kubernetes.
+	DefaultMode int `json:"defaultMode"`
+	// Line is where the volume is in its manifest.
+	Line int `json:"-"`
+}
+
+// KeyToPath puts one key in a file of the volume.
+type KeyToPath struct {
+	Key  string `json:"key"`
+	Path string `json:"path"`
+	// Mode, when set, is this file's mode instead of DefaultMode.
+	Mode *int `json:"mode,omitempty"`
 }
 
 // EmptyDirVolume lives and dies with its pod; Medium "Memory" keeps it in
@@ -86,13 +111,16 @@ func (ps *PodSpec) Claims() []string {
 }
 
 var (
-	volumeSchema = schema{known: []string{"name", "emptyDir", "hostPath", "persistentVolumeClaim"},
-		unsupported: unsupported("configMap", "secret", "projected", "downwardAPI", "nfs", "csi", "ephemeral", "iscsi",
+	volumeSchema = schema{known: []string{"name", "emptyDir", "hostPath", "persistentVolumeClaim", "configMap", "secret"},
+		unsupported: unsupported("projected", "downwardAPI", "nfs", "csi", "ephemeral", "iscsi",
 			"cephfs", "rbd", "glusterfs", "awsElasticBlockStore", "gcePersistentDisk", "azureDisk", "azureFile", "image", "fc")}
-	emptyDirSchema    = schema{known: []string{"medium", "sizeLimit"}}
-	hostPathSchema    = schema{known: []string{"path", "type"}}
-	claimVolumeSchema = schema{known: []string{"claimName", "readOnly"}}
-	volumeMountSchema = schema{known: []string{"name", "mountPath", "readOnly"},
+	emptyDirSchema     = schema{known: []string{"medium", "sizeLimit"}}
+	hostPathSchema     = schema{known: []string{"path", "type"}}
+	claimVolumeSchema  = schema{known: []string{"claimName", "readOnly"}}
+	configVolumeSchema = schema{known: []string{"name", "items", "defaultMode", "optional"}}
+	secretVolumeSchema = schema{known: []string{"secretName", "items", "defaultMode", "optional"}}
+	keyToPathSchema    = schema{known: []string{"key", "path", "mode"}}
+	volumeMountSchema  = schema{known: []string{"name", "mountPath", "readOnly"},
 		unsupported: unsupported("subPath", "subPathExpr", "mountPropagation", "recursiveReadOnly")}
 	pvcSpecSchema = schema{known: []string{"accessModes", "resources", "storageClassName", "volumeMode"},
 		unsupported: unsupported("selector", "volumeName", "dataSource", "dataSourceRef", "volumeAttributesClassName")}
@@ -167,6 +195,14 @@ func (d *decoder) volumes(n *yaml.Node, path string) []Volume {
 				if v.HostPath.Path == "" {
 					d.errorf(n.Line, hp+".path", "required")
 				}
+			case "configMap", "secret":
+				sources++
+				cv := d.configVolume(n, path, key)
+				if key == "configMap" {
+					v.ConfigMap = cv
+				} else {
+					v.Secret = cv
+				}
 			case "persistentVolumeClaim":
 				sources++
 				v.PersistentVolumeClaim = &ClaimVolume{}
@@ -190,7 +226,7 @@ func (d *decoder) volumes(n *yaml.Node, path string) []Volume {
 			d.errorf(item.Line, ipath+".name", "required")
 		}
 		if sources != 1 {
-			d.errorf(item.Line, ipath, "needs exactly one of emptyDir, hostPath and persistentVolumeClaim (configMap and secret volumes are not supported yet: consume them as env)")
+			d.errorf(item.Line, ipath, "needs exactly one of emptyDir, hostPath, persistentVolumeClaim, configMap and secret")
 		}
 		out = append(out, v)
 	}
@@ -301,4 +337,71 @@ func (d *decoder) checkMounts(ps *PodSpec, path string) {
 			d.errorf(m.Line, fmt.Sprintf("%s.containers[%d].volumeMounts[%d].name", path, ci, mi), "no volume named %q in spec.volumes", m.Name)
 		}
 	}
+}
+
+// configVolume reads a configMap or secret volume source.
+func (d *decoder) configVolume(n *yaml.Node, path, kind string) *ConfigVolume {
+	cv := &ConfigVolume{DefaultMode: 0o644, Line: n.Line}
+	if !d.mapping(n, path, " with a name") {
+		return cv
+	}
+	sc, nameKey := configVolumeSchema, "name"
+	if kind == "secret" {
+		sc, nameKey = secretVolumeSchema, "secretName"
+	}
+	mode := func(v *yaml.Node, path string) (int, bool) {
+		m, ok := d.atLeast(v, path, 0)
+		if ok && m > 0o777 {
+			d.errorf(v.Line, path, "must be a file mode of at most 0777 (511), got %d", m)
+			return 0, false
+		}
+		return m, ok
+	}
+	d.fields(n, path, sc, func(key string, v *yaml.Node, path string) {
+		switch key {
+		case nameKey:
+			cv.Name, _ = d.configName(v, path)
+		case "optional":
+			cv.Optional, _ = d.boolean(v, path)
+		case "defaultMode":
+			if m, ok := mode(v, path); ok {
+				cv.DefaultMode = m
+			}
+		case "items":
+			for i, item := range d.list(v, path, " of key and path") {
+				ipath := fmt.Sprintf("%s[%d]", path, i)
+				if !d.mapping(item, ipath, " with key and path") {
+					continue
+				}
+				var kp KeyToPath
+				d.fields(item, ipath, keyToPathSchema, func(key string, v *yaml.Node, path string) {
+					switch key {
+					case "key":
+						kp.Key, _ = d.str(v, path)
+					case "path":
+						if s, ok := d.str(v, path); ok {
+							clean := pathpkg.Clean(s)
+							if pathpkg.IsAbs(s) || clean == ".." || strings.HasPrefix(clean, "../") {
+								d.errorf(v.Line, path, "must be a relative path inside the volume, got %q", s)
+							}
+							kp.Path = s
+						}
+					case "mode":
+						if m, ok := mode(v, path); ok {
+							kp.Mode = &m
+						}
+					}
+				})
+				if kp.Key == "" || kp.Path == "" {
+					d.errorf(item.Line, ipath, "needs key and path")
+					continue
+				}
+				cv.Items = append(cv.Items, kp)
+			}
+		}
+	})
+	if cv.Name == "" {
+		d.errorf(n.Line, path+"."+nameKey, "required")
+	}
+	return cv
 }

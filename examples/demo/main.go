@@ -13,8 +13,8 @@
 //
 // `demo check URL` GETs URL and exits 0 for a 2xx or 3xx answer, 1
 // otherwise: an exec probe or a Docker HEALTHCHECK in an image that has
-// no shell. `demo write FILE TEXT` and `demo read FILE` let tests of
-// volumes write and read files in it.
+// no shell. `demo write FILE TEXT`, `demo read FILE` and `demo mode FILE`
+// let tests of volumes write, read and stat files in it.
 package main
 
 import (
@@ -45,6 +45,15 @@ func main() {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
+		return
+	}
+	if len(os.Args) == 3 && os.Args[1] == "mode" {
+		st, err := os.Stat(os.Args[2])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		fmt.Printf("%04o", st.Mode().Perm())
 		return
 	}
 	if len(os.Args) == 3 && os.Args[1] == "read" {
