@@ -673,47 +673,20 @@ func (e *executor) start(ctx context.Context, s planner.Run) bool {
 		}
 		sandboxID = id
 	}
-	for _, c := range tpl.Spec.Containers {
-		env, err := d.configs.env(ns, c)
+	// The containers of a pod are created and started together.
+	errs := make([]error, len(tpl.Spec.Containers))
+	var wg sync.WaitGroup
+	for i, c := range tpl.Spec.Containers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = e.startContainer(ctx, dk, s, tpl, c, sandboxID)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
 		if err != nil {
-			// Kubernetes' CreateContainerConfigError: fixed by applying
-			// the ConfigMap or Secret, after which a pass starts it.
-			err = fmt.Errorf("%s: pod %s: %w", s.Node, s.Pod, err)
-			e.fail(err)
-			e.event("Warning", "CreateContainerConfigError", ns, s.Pod, s.Node, err.Error())
-			return false
-		}
-		mounts, binds, err := e.volumeMounts(ctx, dk, ns, s.Pod, s.Node, tpl.Spec, c)
-		if err != nil {
-			err = fmt.Errorf("%s: pod %s: %w", s.Node, s.Pod, err)
-			e.fail(err)
-			e.event("Warning", "FailedMount", ns, s.Pod, s.Node, err.Error())
-			return false
-		}
-		cfg, host := containerConfig(ns, owner, s.Pod, s.Revision, s.SpecHash, tpl.Spec, c, env, mounts, binds, d.nodePorts[c.Name])
-		if sandboxID != "" {
-			joinSandbox(cfg, host, sandboxID)
-		}
-		name := ContainerName(ns, s.Pod, c.Name)
-		created, err := dk.ContainerCreate(ctx, cfg, host, nil, nil, name)
-		if errdefs.IsConflict(err) {
-			// Left by an interrupted pass: the name is ours; start it.
-			insp, ierr := dk.ContainerInspect(ctx, name)
-			if ierr == nil {
-				created.ID, err = insp.ID, nil
-			}
-		}
-		if err != nil {
-			err = fmt.Errorf("%s: create container %s: %w", s.Node, name, err)
-			e.fail(err)
-			e.event("Warning", "Failed", ns, s.Pod, s.Node, err.Error())
-			return false
-		}
-		if err := dk.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
-			err = fmt.Errorf("%s: start container %s: %w", s.Node, name, err)
-			e.fail(err)
-			e.event("Warning", "Failed", ns, s.Pod, s.Node, err.Error())
-			return false
+			return false // failed and said so
 		}
 	}
 	cpu, mem := podRequests(tpl.Spec)
@@ -826,6 +799,49 @@ func (e *executor) replace(ctx context.Context, rp planner.Replace, stopFirst bo
 	}
 	if !stopFirst {
 		e.stop(ctx, rp.Old)
+	}
+	return nil
+}
+
+// startContainer creates and starts container c of run s, joined to the
+// pod's sandbox when it has one; a failure is recorded (error and event)
+// and returned.
+func (e *executor) startContainer(ctx context.Context, dk Docker, s planner.Run, tpl *spec.PodTemplate, c spec.Container, sandboxID string) error {
+	d := e.byKey[s.Workload]
+	ns, owner := d.workload.Namespace, d.workload.Name
+	failed := func(reason string, err error) error {
+		e.fail(err)
+		e.event("Warning", reason, ns, s.Pod, s.Node, err.Error())
+		return err
+	}
+	env, err := d.configs.env(ns, c)
+	if err != nil {
+		// Kubernetes' CreateContainerConfigError: fixed by applying the
+		// ConfigMap or Secret, after which a pass starts it.
+		return failed("CreateContainerConfigError", fmt.Errorf("%s: pod %s: %w", s.Node, s.Pod, err))
+	}
+	mounts, binds, err := e.volumeMounts(ctx, dk, ns, s.Pod, s.Node, tpl.Spec, c)
+	if err != nil {
+		return failed("FailedMount", fmt.Errorf("%s: pod %s: %w", s.Node, s.Pod, err))
+	}
+	cfg, host := containerConfig(ns, owner, s.Pod, s.Revision, s.SpecHash, tpl.Spec, c, env, mounts, binds, d.nodePorts[c.Name])
+	if sandboxID != "" {
+		joinSandbox(cfg, host, sandboxID)
+	}
+	name := ContainerName(ns, s.Pod, c.Name)
+	created, err := dk.ContainerCreate(ctx, cfg, host, nil, nil, name)
+	if errdefs.IsConflict(err) {
+		// Left by an interrupted pass: the name is ours; start it.
+		insp, ierr := dk.ContainerInspect(ctx, name)
+		if ierr == nil {
+			created.ID, err = insp.ID, nil
+		}
+	}
+	if err != nil {
+		return failed("Failed", fmt.Errorf("%s: create container %s: %w", s.Node, name, err))
+	}
+	if err := dk.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
+		return failed("Failed", fmt.Errorf("%s: start container %s: %w", s.Node, name, err))
 	}
 	return nil
 }
