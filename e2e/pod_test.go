@@ -94,3 +94,63 @@ func TestPod_TwoContainers(t *testing.T) {
 		t.Errorf("volumes left after delete:\n%s", out)
 	}
 }
+
+const initManifest = `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: %s}
+spec:
+  replicas: 1
+  template:
+    spec:
+      initContainers:
+      - name: prepare
+        image: fleet-demo:v1
+        command: ["/demo", "write", "/work/ready", "prepared"]
+        volumeMounts: [{name: work, mountPath: /work}]
+      - name: check
+        image: fleet-demo:v1
+        command: ["/demo", "read", "%s"]
+        volumeMounts: [{name: work, mountPath: /work}]
+      containers:
+      - name: app
+        image: fleet-demo:v1
+        volumeMounts: [{name: work, mountPath: /work}]
+      volumes:
+      - {name: work, emptyDir: {}}
+`
+
+// Init containers run in order, each to completion, before the pod's
+// container starts, sharing its volumes; one that fails keeps the pod
+// from starting, says why, and backs off.
+func TestPod_InitContainers(t *testing.T) {
+	const state = "init.db"
+	good := writeManifest(t, "init.yaml", fmt.Sprintf(initManifest, "inits", "/work/ready"))
+	bad := writeManifest(t, "init-bad.yaml", fmt.Sprintf(initManifest, "badinit", "/work/missing"))
+	t.Cleanup(func() { fleet(t, state, "delete", "-f", bad, "-f", good) })
+	if r := fleet(t, state, "apply", "-f", good); r.code != 0 {
+		t.Fatalf("apply: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	p := onePod(t, state, "inits")
+	if got := hostExec(t, p.Node, "docker", "exec", p.ContainerID, "/demo", "read", "/work/ready"); got != "prepared" {
+		t.Errorf("the app reads %q from what the init containers prepared", got)
+	}
+	if out := hostExec(t, p.Node, "docker", "ps", "-a", "--filter", "label=fleet.init=true", "--filter", "label=fleet.pod="+p.Name, "--format", "{{.Names}}"); out != "" {
+		t.Errorf("init containers left after they succeeded:\n%s", out)
+	}
+	ev := fleet(t, state, "get", "events").stdout
+	if !strings.Contains(ev, "init container prepare completed") || !strings.Contains(ev, "init container check completed") {
+		t.Errorf("events lack the init containers' completion:\n%s", ev)
+	}
+
+	if r := fleet(t, state, "apply", "-f", bad, "--wait=false"); r.code != 0 {
+		t.Fatalf("apply: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	fleet(t, state, "reconcile")
+	ev = fleet(t, state, "get", "events").stdout
+	if !strings.Contains(ev, "init container check exited with 1") || !strings.Contains(ev, "Init:Error") {
+		t.Errorf("events do not say the init container failed:\n%s", ev)
+	}
+	if pods := getPodsJSON(t, state, "badinit"); len(pods) != 0 {
+		t.Errorf("a pod whose init container failed is left: %+v", pods)
+	}
+}

@@ -210,9 +210,12 @@ func (r *Reconciler) listPods(ctx context.Context, machine string) ([]PodStatus,
 			p.Created = t
 		}
 		cs := ContainerStatus{Name: l[LabelContainer], ID: c.ID, Image: c.Image, State: c.State, Status: c.Status, Probes: l[LabelProbes]}
-		if cs.Name == SandboxName {
+		switch {
+		case cs.Name == SandboxName:
 			p.Sandbox = &cs
-		} else {
+		case l[LabelInit] == "true":
+			// Runs before the others, within the pass that starts the pod.
+		default:
 			p.Containers = append(p.Containers, cs)
 		}
 		if hp := l[LabelHostPorts]; hp != "" {

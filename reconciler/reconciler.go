@@ -83,6 +83,8 @@ type Reconciler struct {
 	current atomic.Pointer[passView]
 	// claimMu serialises binding volume claims.
 	claimMu sync.Mutex
+	// inits holds back Deployments whose init containers fail.
+	inits initBackoff
 	// returnedAt, set by a Controller, is when a machine last became
 	// Ready after being NotReady; silent reports a machine whose pings
 	// have gone unanswered for half the node timeout.
@@ -404,11 +406,15 @@ func (r *Reconciler) Pass(ctx context.Context, opts Options) (Result, error) {
 		return res, err
 	}
 	r.current.Store(&passView{templates: templates, services: svcs, splits: res.splits})
-	ex := &executor{r: r, byKey: byKey, templates: templates, claims: pvcs, sems: map[string]chan struct{}{}, pods: obs.Pods, failed: map[string]string{}}
+	ex := &executor{r: r, byKey: byKey, templates: templates, claims: pvcs, sems: map[string]chan struct{}{}, pods: obs.Pods, failed: map[string]string{}, initFailed: map[string]string{}}
 	if r.rolls != nil {
 		// A workload rolling in the background is left alone until its
 		// roll ends.
 		plan = r.rolls.exclude(plan)
+	}
+	var held time.Duration
+	if plan, held = r.inits.exclude(plan, r.now()); held > 0 && (res.RequeueAfter == 0 || held < res.RequeueAfter) {
+		res.RequeueAfter = held
 	}
 	res.Errors = ex.run(ctx, plan, restart)
 	res.Errors = append(res.Errors, r.releaseClaims(ctx, pvcs, obs)...)
@@ -489,6 +495,7 @@ type executor struct {
 	mu         sync.Mutex
 	sems       map[string]chan struct{}
 	failed     map[string]string // workload → why its new pods failed
+	initFailed map[string]string // pod → why its init containers failed
 	errs       []error
 	events     []store.Event
 	restarted  []string
@@ -673,6 +680,25 @@ func (e *executor) start(ctx context.Context, s planner.Run) bool {
 		}
 		sandboxID = id
 	}
+	if len(tpl.Spec.InitContainers) > 0 {
+		if err := e.runInits(ctx, dk, s, tpl, sandboxID); err != nil {
+			err = fmt.Errorf("%s: pod %s: %w", s.Node, s.Pod, err)
+			e.fail(err)
+			reason := "Failed"
+			var ie errInit
+			if errors.As(err, &ie) {
+				wait := e.r.inits.failed(s.Workload, e.r.now())
+				reason = "BackOff"
+				err = fmt.Errorf("%w; the pod is removed, and the next try waits %s (Init:Error)", err, wait)
+				e.mu.Lock()
+				e.initFailed[s.Pod] = err.Error()
+				e.mu.Unlock()
+			}
+			e.event("Warning", reason, ns, s.Pod, s.Node, err.Error())
+			takeDown(context.WithoutCancel(ctx), dk, ns, s.Pod, tpl)
+			return false
+		}
+	}
 	// The containers of a pod are created and started together.
 	errs := make([]error, len(tpl.Spec.Containers))
 	var wg sync.WaitGroup
@@ -689,6 +715,7 @@ func (e *executor) start(ctx context.Context, s planner.Run) bool {
 			return false // failed and said so
 		}
 	}
+	e.r.inits.started(s.Workload)
 	cpu, mem := podRequests(tpl.Spec)
 	e.r.remember(ctx, PodStatus{Name: s.Pod, Namespace: ns, Owner: owner, Kind: "Deployment", Node: s.Node, Status: Running,
 		Revision: s.Revision, SpecHash: s.SpecHash, Created: e.r.now().UTC(), MilliCPU: cpu, Memory: mem})
@@ -786,6 +813,12 @@ func (e *executor) replace(ctx context.Context, rp planner.Replace, stopFirst bo
 		e.stop(ctx, rp.Old)
 	}
 	if !e.start(ctx, rp.New) {
+		e.mu.Lock()
+		why, init := e.initFailed[rp.New.Pod]
+		e.mu.Unlock()
+		if init {
+			return rolloutFailure{errors.New(why)}
+		}
 		return errors.New("start failed") // recorded by start
 	}
 	if err := e.waitReady(ctx, rp.New); err != nil {

@@ -40,6 +40,12 @@ func (f *fakeDocker) VolumeCreate(_ context.Context, o volume.CreateOptions) (vo
 
 func (f *fakeDocker) VolumeRemove(context.Context, string, bool) error { return nil }
 
+func (f *fakeDocker) ContainerWait(context.Context, string, container.WaitCondition) (<-chan container.WaitResponse, <-chan error) {
+	ch := make(chan container.WaitResponse, 1)
+	ch <- container.WaitResponse{}
+	return ch, make(chan error)
+}
+
 func (f *fakeDocker) CopyToContainer(context.Context, string, string, io.Reader, container.CopyToContainerOptions) error {
 	return nil
 }

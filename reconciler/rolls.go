@@ -83,7 +83,7 @@ func (rs *rolls) start(e *executor, key string, steps []planner.Replace, failedI
 	rs.mu.Lock()
 	rs.inflight[key] = true
 	rs.mu.Unlock()
-	child := &executor{r: e.r, byKey: e.byKey, templates: e.templates, claims: e.claims, pods: e.pods, sems: map[string]chan struct{}{}, failed: map[string]string{}}
+	child := &executor{r: e.r, byKey: e.byKey, templates: e.templates, claims: e.claims, pods: e.pods, sems: map[string]chan struct{}{}, failed: map[string]string{}, initFailed: map[string]string{}}
 	rs.wg.Add(1)
 	go func() {
 		defer rs.wg.Done()

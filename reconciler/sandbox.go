@@ -29,10 +29,11 @@ const (
 )
 
 // sandboxed reports whether pods of ps get a sandbox: several
-// containers, or ConfigMap or Secret files (written into the pod's
+// containers, init containers (which share the pod's network), or
+// ConfigMap or Secret files (written into the pod's
 // memory volumes through it, before any container starts).
 func sandboxed(ps spec.PodSpec) bool {
-	return len(ps.Containers) > 1 || len(configVolumes(ps)) > 0
+	return len(ps.Containers) > 1 || len(ps.InitContainers) > 0 || len(configVolumes(ps)) > 0
 }
 
 // configVolumes are ps's configMap and secret volumes.

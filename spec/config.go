@@ -232,12 +232,24 @@ type ConfigRef struct {
 // ConfigRefs lists what t consumes from ConfigMaps and Secrets.
 func (t *PodTemplate) ConfigRefs() []ConfigRef {
 	var out []ConfigRef
-	for ci, c := range t.Spec.Containers {
+	type named struct {
+		field string
+		c     Container
+	}
+	var all []named
+	for i, c := range t.Spec.InitContainers {
+		all = append(all, named{fmt.Sprintf("spec.template.spec.initContainers[%d]", i), c})
+	}
+	for i, c := range t.Spec.Containers {
+		all = append(all, named{fmt.Sprintf("spec.template.spec.containers[%d]", i), c})
+	}
+	for _, nc := range all {
+		c := nc.c
 		for ei, e := range c.Env {
 			if e.ValueFrom == nil {
 				continue
 			}
-			field := fmt.Sprintf("spec.template.spec.containers[%d].env[%d].valueFrom", ci, ei)
+			field := fmt.Sprintf("%s.env[%d].valueFrom", nc.field, ei)
 			if r := e.ValueFrom.ConfigMapKeyRef; r != nil {
 				out = append(out, ConfigRef{Kind: KindConfigMap, Name: r.Name, Key: r.Key, Optional: r.Optional, Field: field + ".configMapKeyRef", Line: r.Line})
 			}
@@ -246,7 +258,7 @@ func (t *PodTemplate) ConfigRefs() []ConfigRef {
 			}
 		}
 		for ei, e := range c.EnvFrom {
-			field := fmt.Sprintf("spec.template.spec.containers[%d].envFrom[%d]", ci, ei)
+			field := fmt.Sprintf("%s.envFrom[%d]", nc.field, ei)
 			if r := e.ConfigMapRef; r != nil {
 				out = append(out, ConfigRef{Kind: KindConfigMap, Name: r.Name, Optional: r.Optional, Field: field + ".configMapRef", Line: r.Line})
 			}

@@ -46,9 +46,9 @@ var (
 		ignored: map[string]string{"creationTimestamp": "ignored: set by the Kubernetes API server"},
 	}
 	podSpecSchema = schema{
-		known:  []string{"containers", "restartPolicy", "nodeSelector", "terminationGracePeriodSeconds", "volumes"},
+		known:  []string{"containers", "initContainers", "restartPolicy", "nodeSelector", "terminationGracePeriodSeconds", "volumes"},
 		hidden: []string{"securityContext"},
-		unsupported: unsupported("initContainers", "ephemeralContainers", "activeDeadlineSeconds",
+		unsupported: unsupported("ephemeralContainers", "activeDeadlineSeconds",
 			"serviceAccountName", "serviceAccount", "automountServiceAccountToken", "nodeName",
 			"hostNetwork", "hostPID", "hostIPC", "shareProcessNamespace", "imagePullSecrets", "hostname",
 			"subdomain", "affinity", "tolerations", "hostAliases", "priorityClassName", "priority",
@@ -494,6 +494,8 @@ func (d *decoder) podSpec(n *yaml.Node, path string, ps *PodSpec) {
 			ps.NodeSelector = d.labels(v, path)
 		case "volumes":
 			ps.Volumes = d.volumes(v, path)
+		case "initContainers":
+			ps.InitContainers = d.initContainers(v, path)
 		case "terminationGracePeriodSeconds":
 			if s, ok := d.atLeast(v, path, 0); ok {
 				ps.TerminationGracePeriodSeconds = s
@@ -511,6 +513,41 @@ func (d *decoder) podSpec(n *yaml.Node, path string, ps *PodSpec) {
 		d.errorf(n.Line, path+".containers", "required: at least one container")
 	}
 	d.checkMounts(ps, path)
+	for i, ic := range ps.InitContainers {
+		for _, c := range ps.Containers {
+			if ic.Name != "" && ic.Name == c.Name {
+				d.errorf(n.Line, fmt.Sprintf("%s.initContainers[%d].name", path, i), "%q is also the name of a container; names are unique in a pod", c.Name)
+			}
+		}
+	}
+}
+
+// initContainers reads the init containers: containers without probes
+// or ports that run to completion, in order, before the others start.
+func (d *decoder) initContainers(n *yaml.Node, path string) []Container {
+	var out []Container
+	names := map[string]bool{}
+	for i, item := range d.list(n, path, " of init containers") {
+		cpath := fmt.Sprintf("%s[%d]", path, i)
+		if !d.mapping(item, cpath, " with name and image") {
+			continue
+		}
+		c, lines := d.container(item, cpath)
+		if names[c.Name] {
+			d.errorf(lines.name, cpath+".name", "duplicate init container name %q", c.Name)
+		}
+		names[c.Name] = true
+		for _, f := range []struct {
+			key string
+			set bool
+		}{{"ports", len(c.Ports) > 0}, {"livenessProbe", c.LivenessProbe != nil}, {"readinessProbe", c.ReadinessProbe != nil}, {"startupProbe", c.StartupProbe != nil}} {
+			if f.set {
+				d.errorf(item.Line, cpath+"."+f.key, "not allowed on an init container: it runs to completion before the pod serves")
+			}
+		}
+		out = append(out, c)
+	}
+	return out
 }
 
 // containers reads the container list, checking what spans containers:

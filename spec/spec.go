@@ -196,6 +196,9 @@ type PodTemplate struct {
 type PodSpec struct {
 	// Containers holds at least one container, names unique.
 	Containers []Container `json:"containers,omitempty"`
+	// InitContainers run one after another, each to completion, before
+	// the containers start.
+	InitContainers []Container `json:"initContainers,omitempty"`
 	// RestartPolicy is always Always, the only value Deployments allow.
 	RestartPolicy string `json:"restartPolicy,omitempty"`
 	// NodeSelector restricts placement to machines with these labels.

@@ -329,12 +329,17 @@ func (d *decoder) pvcSpec(n *yaml.Node, line int, c *PersistentVolumeClaim) {
 
 // checkMounts reports mounts of volumes the pod does not define.
 func (d *decoder) checkMounts(ps *PodSpec, path string) {
-	for ci, c := range ps.Containers {
-		for mi, m := range c.VolumeMounts {
-			if m.Name == "" || slices.ContainsFunc(ps.Volumes, func(v Volume) bool { return v.Name == m.Name }) {
-				continue
+	for _, group := range []struct {
+		field string
+		cs    []Container
+	}{{"initContainers", ps.InitContainers}, {"containers", ps.Containers}} {
+		for ci, c := range group.cs {
+			for mi, m := range c.VolumeMounts {
+				if m.Name == "" || slices.ContainsFunc(ps.Volumes, func(v Volume) bool { return v.Name == m.Name }) {
+					continue
+				}
+				d.errorf(m.Line, fmt.Sprintf("%s.%s[%d].volumeMounts[%d].name", path, group.field, ci, mi), "no volume named %q in spec.volumes", m.Name)
 			}
-			d.errorf(m.Line, fmt.Sprintf("%s.containers[%d].volumeMounts[%d].name", path, ci, mi), "no volume named %q in spec.volumes", m.Name)
 		}
 	}
 }
