@@ -670,15 +670,36 @@ func (e *executor) start(ctx context.Context, s planner.Run) bool {
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
 	sandboxID := ""
-	if sandboxed(tpl.Spec) {
-		id, err := e.startSandbox(ctx, dk, ns, owner, runSpec{workload: s.Workload, pod: s.Pod, hash: s.SpecHash, revision: s.Revision, tpl: tpl})
+	// ready closes once the sandbox runs (at once without one): the
+	// containers are created meanwhile, and started after.
+	ready := make(chan struct{})
+	var sandboxErr error
+	sandboxFailed := func(err error) bool {
+		err = fmt.Errorf("%s: pod %s: %w", s.Node, s.Pod, err)
+		e.fail(err)
+		e.event("Warning", "Failed", ns, s.Pod, s.Node, err.Error())
+		return false
+	}
+	if !sandboxed(tpl.Spec) {
+		close(ready)
+	} else {
+		id, files, err := e.createSandbox(ctx, dk, ns, owner, runSpec{workload: s.Workload, pod: s.Pod, hash: s.SpecHash, revision: s.Revision, tpl: tpl})
 		if err != nil {
-			err = fmt.Errorf("%s: %w", s.Node, err)
-			e.fail(err)
-			e.event("Warning", "Failed", ns, s.Pod, s.Node, err.Error())
-			return false
+			return sandboxFailed(err)
 		}
 		sandboxID = id
+		if len(tpl.Spec.InitContainers) > 0 {
+			// Init containers need it running, and run before the others.
+			if err := e.runSandbox(ctx, dk, id, files); err != nil {
+				return sandboxFailed(err)
+			}
+			close(ready)
+		} else {
+			go func() {
+				defer close(ready)
+				sandboxErr = e.runSandbox(ctx, dk, id, files)
+			}()
+		}
 	}
 	if len(tpl.Spec.InitContainers) > 0 {
 		if err := e.runInits(ctx, dk, s, tpl, sandboxID); err != nil {
@@ -706,10 +727,14 @@ func (e *executor) start(ctx context.Context, s planner.Run) bool {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = e.startContainer(ctx, dk, s, tpl, c, sandboxID)
+			errs[i] = e.startContainer(ctx, dk, s, tpl, c, sandboxID, ready, &sandboxErr)
 		}()
 	}
 	wg.Wait()
+	<-ready
+	if sandboxErr != nil {
+		return sandboxFailed(sandboxErr)
+	}
 	for _, err := range errs {
 		if err != nil {
 			return false // failed and said so
@@ -836,10 +861,12 @@ func (e *executor) replace(ctx context.Context, rp planner.Replace, stopFirst bo
 	return nil
 }
 
-// startContainer creates and starts container c of run s, joined to the
-// pod's sandbox when it has one; a failure is recorded (error and event)
-// and returned.
-func (e *executor) startContainer(ctx context.Context, dk Docker, s planner.Run, tpl *spec.PodTemplate, c spec.Container, sandboxID string) error {
+// startContainer creates container c of run s, joined to the pod's
+// sandbox when it has one, and starts it once ready closes (the sandbox
+// runs), unless the sandbox failed; a failure of its own is recorded
+// (error and event) and returned.
+func (e *executor) startContainer(ctx context.Context, dk Docker, s planner.Run, tpl *spec.PodTemplate, c spec.Container, sandboxID string,
+	ready <-chan struct{}, sandboxErr *error) error {
 	d := e.byKey[s.Workload]
 	ns, owner := d.workload.Namespace, d.workload.Name
 	failed := func(reason string, err error) error {
@@ -872,6 +899,9 @@ func (e *executor) startContainer(ctx context.Context, dk Docker, s planner.Run,
 	}
 	if err != nil {
 		return failed("Failed", fmt.Errorf("%s: create container %s: %w", s.Node, name, err))
+	}
+	if <-ready; *sandboxErr != nil {
+		return *sandboxErr // said once by start
 	}
 	if err := dk.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
 		return failed("Failed", fmt.Errorf("%s: start container %s: %w", s.Node, name, err))

@@ -80,20 +80,22 @@ func joinSandbox(cfg *container.Config, host *container.HostConfig, sandboxID st
 	delete(cfg.Labels, LabelHostPorts)
 }
 
-// startSandbox creates and starts pod's sandbox, or finds it started.
-func (e *executor) startSandbox(ctx context.Context, dk Docker, ns, owner string, s runSpec) (string, error) {
+// createSandbox creates pod's sandbox (or finds it created), with the
+// memory volumes its ConfigMap and Secret files go in, and returns those
+// files by volume for runSandbox.
+func (e *executor) createSandbox(ctx context.Context, dk Docker, ns, owner string, s runSpec) (string, map[string][]configFile, error) {
 	d := e.byKey[s.workload]
 	cfg, host := sandboxConfig(ns, owner, s.pod, s.revision, s.hash, s.tpl.Spec, d.nodePorts)
 	files := map[string][]configFile{}
 	for _, v := range configVolumes(s.tpl.Spec) {
 		fs, err := d.configs.files(ns, v)
 		if err != nil {
-			return "", err
+			return "", nil, err
 		}
 		files[v.Name] = fs
 		vol, err := e.podMemoryVolume(ctx, dk, ns, s.pod, v.Name)
 		if err != nil {
-			return "", err
+			return "", nil, err
 		}
 		host.Mounts = append(host.Mounts, mount.Mount{Type: mount.TypeVolume, Source: vol, Target: configMountPath(v.Name)})
 	}
@@ -106,23 +108,28 @@ func (e *executor) startSandbox(ctx context.Context, dk Docker, ns, owner string
 		}
 	}
 	if err != nil {
-		return "", fmt.Errorf("create the pod's sandbox %s: %w", name, err)
+		return "", nil, fmt.Errorf("create the pod's sandbox %s: %w", name, err)
 	}
-	if err := dk.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
-		return "", fmt.Errorf("start the pod's sandbox %s: %w", name, err)
+	return created.ID, files, nil
+}
+
+// runSandbox starts the sandbox and writes the files into its memory
+// volumes, while it holds them mounted, before any container that reads
+// them starts.
+func (e *executor) runSandbox(ctx context.Context, dk Docker, id string, files map[string][]configFile) error {
+	if err := dk.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
+		return fmt.Errorf("start the pod's sandbox: %w", err)
 	}
-	// The files go into the memory volumes while the sandbox holds them
-	// mounted, before any container that reads them starts.
 	for _, vol := range sortedKeys(files) {
 		tarball, err := tarOf(files[vol])
 		if err != nil {
-			return "", err
+			return err
 		}
-		if err := dk.CopyToContainer(ctx, created.ID, configMountPath(vol), tarball, container.CopyToContainerOptions{}); err != nil {
-			return "", fmt.Errorf("write the files of volume %s: %w", vol, err)
+		if err := dk.CopyToContainer(ctx, id, configMountPath(vol), tarball, container.CopyToContainerOptions{}); err != nil {
+			return fmt.Errorf("write the files of volume %s: %w", vol, err)
 		}
 	}
-	return created.ID, nil
+	return nil
 }
 
 // configFile is one file of a configMap or secret volume.
