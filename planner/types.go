@@ -153,6 +153,19 @@ type Replace struct {
 	StopFirst bool
 }
 
+// WorkloadOf is the namespace/name of the workload step acts for.
+func WorkloadOf(step Step) string {
+	switch s := step.(type) {
+	case Run:
+		return s.Workload
+	case Stop:
+		return s.Workload
+	case Replace:
+		return s.New.Workload
+	}
+	return ""
+}
+
 func (Run) step()     {}
 func (Stop) step()    {}
 func (Replace) step() {}

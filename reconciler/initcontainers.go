@@ -129,14 +129,8 @@ func (b *initBackoff) exclude(plan planner.Plan, now time.Time) (planner.Plan, t
 	var kept []planner.Step
 	var next time.Duration
 	for _, st := range plan.Steps {
-		var key string
-		switch st := st.(type) {
-		case planner.Run:
-			key = st.Workload
-		case planner.Replace:
-			key = st.New.Workload
-		}
-		if wait := b.holding(key, now); key != "" && wait > 0 {
+		_, stop := st.(planner.Stop)
+		if wait := b.holding(planner.WorkloadOf(st), now); !stop && wait > 0 {
 			if next == 0 || wait < next {
 				next = wait
 			}

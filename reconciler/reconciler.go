@@ -861,6 +861,18 @@ func (e *executor) replace(ctx context.Context, rp planner.Replace, stopFirst bo
 	return nil
 }
 
+// createOrAdopt creates container name, or, when an interrupted pass
+// left it (the name is fleet's), returns that one.
+func createOrAdopt(ctx context.Context, dk Docker, cfg *container.Config, host *container.HostConfig, name string) (string, error) {
+	created, err := dk.ContainerCreate(ctx, cfg, host, nil, nil, name)
+	if errdefs.IsConflict(err) {
+		if insp, ierr := dk.ContainerInspect(ctx, name); ierr == nil {
+			return insp.ID, nil
+		}
+	}
+	return created.ID, err
+}
+
 // startContainer creates container c of run s, joined to the pod's
 // sandbox when it has one, and starts it once ready closes (the sandbox
 // runs), unless the sandbox failed; a failure of its own is recorded
@@ -889,21 +901,14 @@ func (e *executor) startContainer(ctx context.Context, dk Docker, s planner.Run,
 		joinSandbox(cfg, host, sandboxID)
 	}
 	name := ContainerName(ns, s.Pod, c.Name)
-	created, err := dk.ContainerCreate(ctx, cfg, host, nil, nil, name)
-	if errdefs.IsConflict(err) {
-		// Left by an interrupted pass: the name is ours; start it.
-		insp, ierr := dk.ContainerInspect(ctx, name)
-		if ierr == nil {
-			created.ID, err = insp.ID, nil
-		}
-	}
+	id, err := createOrAdopt(ctx, dk, cfg, host, name)
 	if err != nil {
 		return failed("Failed", fmt.Errorf("%s: create container %s: %w", s.Node, name, err))
 	}
 	if <-ready; *sandboxErr != nil {
 		return *sandboxErr // said once by start
 	}
-	if err := dk.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
+	if err := dk.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
 		return failed("Failed", fmt.Errorf("%s: start container %s: %w", s.Node, name, err))
 	}
 	return nil

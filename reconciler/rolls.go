@@ -45,16 +45,7 @@ func (rs *rolls) exclude(plan planner.Plan) planner.Plan {
 	}
 	var kept []planner.Step
 	for _, st := range plan.Steps {
-		var key string
-		switch st := st.(type) {
-		case planner.Run:
-			key = st.Workload
-		case planner.Stop:
-			key = st.Workload
-		case planner.Replace:
-			key = st.New.Workload
-		}
-		if !rs.inflight[key] {
+		if !rs.inflight[planner.WorkloadOf(st)] {
 			kept = append(kept, st)
 		}
 	}

@@ -100,17 +100,11 @@ func (e *executor) createSandbox(ctx context.Context, dk Docker, ns, owner strin
 		host.Mounts = append(host.Mounts, mount.Mount{Type: mount.TypeVolume, Source: vol, Target: configMountPath(v.Name)})
 	}
 	name := ContainerName(ns, s.pod, SandboxName)
-	created, err := dk.ContainerCreate(ctx, cfg, host, nil, nil, name)
-	if errdefs.IsConflict(err) {
-		insp, ierr := dk.ContainerInspect(ctx, name)
-		if ierr == nil {
-			created.ID, err = insp.ID, nil
-		}
-	}
+	id, err := createOrAdopt(ctx, dk, cfg, host, name)
 	if err != nil {
 		return "", nil, fmt.Errorf("create the pod's sandbox %s: %w", name, err)
 	}
-	return created.ID, files, nil
+	return id, files, nil
 }
 
 // runSandbox starts the sandbox and writes the files into its memory
