@@ -21,6 +21,8 @@ type configs struct {
 	// these, not its values' hashes, which would let anyone who sees a
 	// container's labels test guesses of a weak value.
 	secretGens map[string]int64
+	// secretsErr is why the Secrets could not be read, if they could not.
+	secretsErr error
 }
 
 // readConfigs reads every ConfigMap and Secret (the store decrypts
@@ -40,7 +42,11 @@ func (r *Reconciler) readConfigs(ctx context.Context) (*configs, error) {
 	}
 	secrets, err := r.Store.List(ctx, spec.KindSecret, "")
 	if err != nil {
-		return nil, err
+		// Without the key (lost, or being rotated) only the pods that
+		// need a Secret cannot start; everything else goes on.
+		c.secretsErr = err
+		r.log().Error("reading Secrets", "err", err)
+		return c, nil
 	}
 	for _, o := range secrets {
 		var s spec.Secret
@@ -72,6 +78,9 @@ func (c *configs) values(ns, kind, name string) (map[string][]byte, bool) {
 		if !ok {
 			return nil, false
 		}
+		if c.secretsErr != nil {
+			return nil, false
+		}
 		for k, v := range s.Data {
 			out[k] = v
 		}
@@ -84,6 +93,9 @@ func (c *configs) values(ns, kind, name string) (map[string][]byte, bool) {
 // later ones winning, as Kubernetes does. A missing object or key that is
 // not optional is an error naming it.
 func (c *configs) env(ns string, ct spec.Container) ([]string, error) {
+	if err := c.needSecrets(ct); err != nil {
+		return nil, err
+	}
 	vars := map[string]string{}
 	var order []string
 	set := func(k, v string) {
@@ -177,6 +189,9 @@ func (c *configs) hash(ns string, t *spec.PodTemplate, base string) string {
 // files are the files of configMap or secret volume v in ns: every key,
 // or its items. A missing object or key not optional is an error.
 func (c *configs) files(ns string, v spec.Volume) ([]configFile, error) {
+	if v.Secret != nil && c.secretsErr != nil {
+		return nil, fmt.Errorf("volume %s: the Secrets cannot be read: %w", v.Name, c.secretsErr)
+	}
 	kind, cv := spec.KindConfigMap, v.ConfigMap
 	if v.Secret != nil {
 		kind, cv = spec.KindSecret, v.Secret
@@ -215,4 +230,33 @@ func (c *configs) files(ns string, v spec.Volume) ([]configFile, error) {
 		out = append(out, configFile{path: it.Path, mode: mode, data: data})
 	}
 	return out, nil
+}
+
+// needSecrets is why ct cannot start when it consumes a Secret and the
+// Secrets cannot be read.
+func (c *configs) needSecrets(ct spec.Container) error {
+	if c.secretsErr == nil {
+		return nil
+	}
+	for _, e := range ct.Env {
+		if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+			return fmt.Errorf("container %s: the Secrets cannot be read: %w", ct.Name, c.secretsErr)
+		}
+	}
+	for _, e := range ct.EnvFrom {
+		if e.SecretRef != nil {
+			return fmt.Errorf("container %s: the Secrets cannot be read: %w", ct.Name, c.secretsErr)
+		}
+	}
+	return nil
+}
+
+// consumesSecret reports whether pods of t read a Secret.
+func consumesSecret(t *spec.PodTemplate) bool {
+	for _, r := range t.ConfigRefs() {
+		if r.Kind == spec.KindSecret {
+			return true
+		}
+	}
+	return false
 }

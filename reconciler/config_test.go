@@ -1,6 +1,7 @@
 package reconciler
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -58,5 +59,21 @@ func TestConfigs_EnvAndHash(t *testing.T) {
 	}
 	if h := c.hash("default", &spec.PodTemplate{}, "0123456789"); h != "0123456789" {
 		t.Errorf("no references: hash %q changed", h)
+	}
+}
+
+func TestConfigs_SecretsUnreadable(t *testing.T) {
+	c := &configs{maps: map[string]*spec.ConfigMap{"default/app": {Data: map[string]string{"MODE": "dev"}}},
+		secrets: map[string]*spec.Secret{}, secretGens: map[string]int64{}, secretsErr: errors.New("no key")}
+	plain := spec.Container{Name: "web", Env: []spec.EnvVar{{Name: "MODE", ValueFrom: &spec.EnvVarSource{ConfigMapKeyRef: &spec.KeyRef{Name: "app", Key: "MODE"}}}}}
+	if env, err := c.env("default", plain); err != nil || len(env) != 1 {
+		t.Errorf("a container that needs no Secret: env %v, err %v", env, err)
+	}
+	secret := spec.Container{Name: "db", EnvFrom: []spec.EnvFromSource{{SecretRef: &spec.ObjRef{Name: "db"}}}}
+	if _, err := c.env("default", secret); err == nil || !strings.Contains(err.Error(), "the Secrets cannot be read: no key") {
+		t.Errorf("a container that needs a Secret: %v", err)
+	}
+	if !consumesSecret(&spec.PodTemplate{Spec: spec.PodSpec{Containers: []spec.Container{secret}}}) {
+		t.Error("consumesSecret missed an envFrom secretRef")
 	}
 }

@@ -250,6 +250,10 @@ func (r *Reconciler) readDesired(ctx context.Context) ([]desired, map[string]*sp
 		}}
 		_, unavailable := dd.window()
 		dd.workload.StopFirstOK = unavailable > 0
+		if cfg.secretsErr != nil && consumesSecret(&d.Template) {
+			// Its hash cannot be known: hold its pods as they are.
+			dd.workload.Paused = true
+		}
 		out = append(out, dd)
 	}
 	return out, templates, svcs, nil
