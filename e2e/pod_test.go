@@ -81,8 +81,8 @@ func TestPod_TwoContainers(t *testing.T) {
 	if !strings.Contains(string(body), "version v1") {
 		t.Errorf("the pod's port answered %q, want the app (v1)", body)
 	}
-	if pods := fleet(t, state, "get", "pods").stdout; !strings.Contains(pods, "2/2") {
-		t.Errorf("get pods does not show 2/2 ready:\n%s", pods)
+	if pods := fleet(t, state, "get", "pods", "-o", "wide").stdout; !strings.Contains(pods, "2/2") || !regexp.MustCompile(`\s172\.\d+\.\d+\.\d+\s`).MatchString(pods) {
+		t.Errorf("get pods -o wide does not show 2/2 ready and the pod's address:\n%s", pods)
 	}
 	if r := fleet(t, state, "delete", "-f", m); r.code != 0 {
 		t.Fatalf("delete: exit %d\n%s%s", r.code, r.stdout, r.stderr)

@@ -190,3 +190,17 @@ func (p *PodStatus) ip(c ContainerStatus) string {
 	}
 	return c.IP
 }
+
+// PodIP is the pod's address on its machine: its sandbox's, or its
+// container's ("" when none is known).
+func (p *PodStatus) PodIP() string {
+	if p.Sandbox != nil && p.Sandbox.IP != "" {
+		return p.Sandbox.IP
+	}
+	for _, c := range p.Containers {
+		if c.IP != "" {
+			return c.IP
+		}
+	}
+	return ""
+}

@@ -151,7 +151,7 @@ func describePod(cmd *cobra.Command, s *session, ns, name string) error {
 		}
 		fmt.Fprintln(w, "Containers:")
 		for _, c := range p.Containers {
-			fmt.Fprintf(w, "  %s:\n    Container ID: %s\n    Image:        %s\n    IP:           %s\n", c.Name, c.ID, c.Image, dash(c.IP))
+			fmt.Fprintf(w, "  %s:\n    Container ID: %s\n    Image:        %s\n    IP:           %s\n", c.Name, c.ID, c.Image, dash(p.PodIP()))
 			fmt.Fprintf(w, "    State:        %s", c.State)
 			if c.State == "running" && !c.StartedAt.IsZero() {
 				fmt.Fprintf(w, " since %s", c.StartedAt.Local().Format(time.RFC3339))

@@ -190,13 +190,10 @@ func getPods(cmd *cobra.Command, v *view, ns nsFlags, output string) error {
 	}
 	t := newTable(w, headers...)
 	for _, p := range pods {
-		ready, ip := 0, "-"
+		ready, ip := 0, dash(p.PodIP())
 		for _, c := range p.Containers {
 			if c.Ready {
 				ready++
-			}
-			if c.IP != "" && ip == "-" {
-				ip = c.IP
 			}
 		}
 		cols := []string{p.Name, fmt.Sprintf("%d/%d", ready, len(p.Containers)), p.Status, restarts(p), age(p.Created), p.Node, fmt.Sprint(p.Revision)}
