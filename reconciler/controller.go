@@ -74,6 +74,7 @@ type Controller struct {
 	lastServices  []*spec.Service
 	lastSplits    map[string]Split
 	lastRollouts  map[string]*RolloutState
+	lastAnalyses  map[string]*spec.CanaryAnalysis
 	routed        bool            // route has run once
 	stopping      map[string]bool // namespace/pod@machine
 	wake          chan struct{}
@@ -256,7 +257,7 @@ func (c *Controller) Run(ctx context.Context) error {
 			health.Sync(bg, res.Observed.Pods, res.templates)
 		}
 		c.mu.Lock()
-		c.lastSplits, c.lastRollouts = res.splits, res.Rollouts
+		c.lastSplits, c.lastRollouts, c.lastAnalyses = res.splits, res.Rollouts, res.analyses
 		c.mu.Unlock()
 		// A pass that acted observed the machines before it did: its new
 		// pods were routed as they became ready, its stopped ones taken
@@ -639,18 +640,20 @@ type CanaryStats struct {
 const canaryJudgeInterval = time.Second
 
 // judgeCanaries compares each canary's answers at the load balancer
-// with its analysis limits and rolls back the first that exceeds them,
-// reporting whether it did.
+// with its analysis limits, as the last pass read them, and rolls back
+// those that exceed them (reading the state file only then), reporting
+// whether it did.
 func (c *Controller) judgeCanaries(ctx context.Context) bool {
 	if c.Stats == nil {
 		return false
 	}
 	c.mu.Lock()
-	rollouts, eps := c.lastRollouts, c.lastEps
+	rollouts, analyses, eps := c.lastRollouts, c.lastAnalyses, c.lastEps
 	c.mu.Unlock()
 	acted := false
 	for key, st := range rollouts {
-		if st.Strategy != spec.Canary || !st.Split || st.Phase == PhaseComplete || st.Phase == PhaseFailed {
+		a := analyses[key]
+		if a == nil || st.Strategy != spec.Canary || !st.Split || st.Phase == PhaseComplete || st.Phase == PhaseFailed {
 			continue
 		}
 		ns, name, _ := strings.Cut(key, "/")
@@ -668,12 +671,16 @@ func (c *Controller) judgeCanaries(ctx context.Context) bool {
 		if len(addrs) == 0 {
 			continue
 		}
-		reason, err := c.R.judge(ctx, key, st.Revision, c.Stats(addrs))
+		reason := verdict(a, c.Stats(addrs))
+		if reason == "" {
+			continue
+		}
+		aborted, err := c.R.abort(ctx, key, st.Revision, reason)
 		if err != nil {
 			c.Log.Warn("canary analysis", "deployment", key, "err", err)
 			continue
 		}
-		if reason != "" {
+		if aborted {
 			c.Log.Warn("canary aborted; rolled back", "deployment", key, "reason", reason)
 			acted = true
 		}

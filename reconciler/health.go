@@ -69,7 +69,7 @@ func (h *Health) Sync(ctx context.Context, pods []PodStatus, templates map[strin
 			wctx, cancel := context.WithCancel(ctx)
 			h.workers[k] = cancel
 			w := &prober{h: h, pod: p, c: c, spec: sc, grace: ps.TerminationGracePeriodSeconds,
-				target: probe.Target{Machine: p.Node, ContainerID: c.ID, IP: p.ip(c), Ports: sc.Ports}}
+				target: probe.Target{Machine: p.Node, ContainerID: c.ID, IP: p.PodIP(), Ports: sc.Ports}}
 			if c.Probed {
 				// Verdicts recorded earlier (by a serve before this one, or
 				// a replacement's gate) hold until a probe says otherwise:

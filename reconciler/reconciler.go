@@ -137,6 +137,8 @@ type Result struct {
 	// splits are the traffic splits of canary and blue-green rollouts,
 	// by namespace/name.
 	splits map[string]Split
+	// analyses are the canaries' analysis limits, by namespace/name.
+	analyses map[string]*spec.CanaryAnalysis
 }
 
 // Converged reports whether the pass found nothing to do and nothing wrong.
@@ -315,11 +317,7 @@ func (r *Reconciler) Pass(ctx context.Context, opts Options) (Result, error) {
 		if r.rolls != nil && attempt == 0 && !opts.DryRun {
 			// Background rolls that failed since the last pass: rolled
 			// back before anything is planned with the failed revision.
-			byKey := map[string]desired{}
-			for _, d := range want {
-				byKey[d.workload.Key()] = d
-			}
-			fails := r.rolls.failures(byKey)
+			fails := r.rolls.failures(want)
 			for _, ro := range rolls {
 				if why, ok := fails[ro.key]; ok && ro.fail == "" && ro.state.Phase != PhaseComplete {
 					ro.fail = why
@@ -349,10 +347,13 @@ func (r *Reconciler) Pass(ctx context.Context, opts Options) (Result, error) {
 	}
 	workloads := make([]planner.Workload, len(want))
 	byKey := map[string]desired{}
-	res.Rollouts, res.splits = map[string]*RolloutState{}, map[string]Split{}
+	res.Rollouts, res.splits, res.analyses = map[string]*RolloutState{}, map[string]Split{}, map[string]*spec.CanaryAnalysis{}
 	for i, d := range want {
 		workloads[i] = d.workload
 		byKey[d.workload.Key()] = d
+		if c := d.deploy.Strategy.Canary; c != nil && c.Analysis != nil {
+			res.analyses[d.workload.Key()] = c.Analysis
+		}
 	}
 	for _, ro := range rolls {
 		res.Rollouts[ro.key] = ro.state

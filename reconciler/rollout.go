@@ -109,14 +109,23 @@ func ReadRollouts(ctx context.Context, st interface {
 	}
 	out := make(map[string]*RolloutState, len(rows))
 	for _, r := range rows {
-		s := &RolloutState{}
-		if err := json.Unmarshal(r.State, s); err != nil {
-			return nil, fmt.Errorf("decode rollout %s/%s from the state file: %w", r.Namespace, r.Name, err)
+		s, err := DecodeRollout(r)
+		if err != nil {
+			return nil, err
 		}
-		s.promote = r.Promote
 		out[r.Namespace+"/"+r.Name] = s
 	}
 	return out, nil
+}
+
+// DecodeRollout is one rollout record's state.
+func DecodeRollout(r store.Rollout) (*RolloutState, error) {
+	s := &RolloutState{}
+	if err := json.Unmarshal(r.State, s); err != nil {
+		return nil, fmt.Errorf("decode rollout %s/%s from the state file: %w", r.Namespace, r.Name, err)
+	}
+	s.promote = r.Promote
+	return s, nil
 }
 
 // rolling is one Deployment's rollout in one pass.
@@ -401,44 +410,45 @@ func (r *Reconciler) saveRollouts(ctx context.Context, rs []*rolling) error {
 	return nil
 }
 
-// judge rolls back deployment key's canary of revision rev when stats
-// exceed its analysis limits, returning why ("" when they do not).
-func (r *Reconciler) judge(ctx context.Context, key string, rev int64, stats CanaryStats) (string, error) {
+// verdict is why stats break canary analysis a ("" when they do not, or
+// there are too few answers to say).
+func verdict(a *spec.CanaryAnalysis, stats CanaryStats) string {
+	if stats.Requests == 0 || stats.Requests < uint64(a.MinRequests) {
+		return ""
+	}
+	rate := 100 * float64(stats.Errors) / float64(stats.Requests)
+	switch {
+	case a.MaxErrorPercent > 0 && rate > a.MaxErrorPercent:
+		return fmt.Sprintf("canary error rate %.1f%% (%d of %d requests) is above maxErrorRate %g%%", rate, stats.Errors, stats.Requests, a.MaxErrorPercent)
+	case a.MaxP99Millis > 0 && stats.P99 > time.Duration(a.MaxP99Millis)*time.Millisecond:
+		return fmt.Sprintf("canary p99 latency %s over %d requests is above maxP99 %dms", stats.P99.Round(time.Millisecond), stats.Requests, a.MaxP99Millis)
+	}
+	return ""
+}
+
+// abort rolls back deployment key's canary of revision rev for reason,
+// unless the state file has moved on from that revision meanwhile.
+func (r *Reconciler) abort(ctx context.Context, key string, rev int64, reason string) (bool, error) {
 	want, _, _, err := r.readDesired(ctx)
 	if err != nil {
-		return "", err
+		return false, err
 	}
 	states, err := ReadRollouts(ctx, r.Store)
 	if err != nil {
-		return "", err
+		return false, err
 	}
+	st := states[key]
 	for i := range want {
 		d := &want[i]
-		st := states[key]
 		if d.workload.Key() != key || st == nil || st.Revision != rev || d.workload.Revision != rev {
 			continue
-		}
-		c := d.deploy.Strategy.Canary
-		if c == nil || c.Analysis == nil || stats.Requests < uint64(c.Analysis.MinRequests) {
-			return "", nil
-		}
-		a := c.Analysis
-		var reason string
-		rate := 100 * float64(stats.Errors) / float64(stats.Requests)
-		switch {
-		case a.MaxErrorPercent > 0 && rate > a.MaxErrorPercent:
-			reason = fmt.Sprintf("canary error rate %.1f%% (%d of %d requests) is above maxErrorRate %g%%", rate, stats.Errors, stats.Requests, a.MaxErrorPercent)
-		case a.MaxP99Millis > 0 && stats.P99 > time.Duration(a.MaxP99Millis)*time.Millisecond:
-			reason = fmt.Sprintf("canary p99 latency %s over %d requests is above maxP99 %dms", stats.P99.Round(time.Millisecond), stats.Requests, a.MaxP99Millis)
-		default:
-			return "", nil
 		}
 		saved, _ := json.Marshal(st)
 		ro := &rolling{key: key, d: d, state: st, saved: saved}
 		if err := r.rollBack(ctx, ro, reason); err != nil {
-			return "", err
+			return false, err
 		}
-		return reason, r.saveRollouts(ctx, []*rolling{ro})
+		return true, r.saveRollouts(ctx, []*rolling{ro})
 	}
-	return "", nil
+	return false, nil
 }

@@ -55,12 +55,13 @@ func (rs *rolls) exclude(plan planner.Plan) planner.Plan {
 
 // failures returns why the rolls that ended since the last call failed,
 // by workload, leaving out those of a revision that is no longer desired.
-func (rs *rolls) failures(byKey map[string]desired) map[string]string {
+func (rs *rolls) failures(want []desired) map[string]string {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	out := map[string]string{}
-	for k, end := range rs.ended {
-		if d, ok := byKey[k]; ok && end.failed != "" && d.workload.Revision == end.revision {
+	for _, d := range want {
+		k := d.workload.Key()
+		if end, ok := rs.ended[k]; ok && end.failed != "" && d.workload.Revision == end.revision {
 			out[k] = end.failed
 		}
 	}

@@ -182,15 +182,6 @@ func (e *executor) restartSandbox(ctx context.Context, dk Docker, p PodStatus) e
 	return nil
 }
 
-// ip is where container c of p is reached: its own address, or its
-// pod's sandbox's.
-func (p *PodStatus) ip(c ContainerStatus) string {
-	if c.IP == "" && p.Sandbox != nil {
-		return p.Sandbox.IP
-	}
-	return c.IP
-}
-
 // PodIP is the pod's address on its machine: its sandbox's, or its
 // container's ("" when none is known).
 func (p *PodStatus) PodIP() string {

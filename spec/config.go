@@ -3,7 +3,9 @@ package spec
 import (
 	"encoding/base64"
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"sort"
 
 	"gopkg.in/yaml.v3"
@@ -59,14 +61,7 @@ func (c *ConfigMap) Value(key string) (string, bool) {
 }
 
 // Keys lists a Secret's keys, sorted.
-func (s *Secret) Keys() []string {
-	var out []string
-	for k := range s.Data {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
+func (s *Secret) Keys() []string { return slices.Sorted(maps.Keys(s.Data)) }
 
 var (
 	configMapSchema = schema{known: []string{"apiVersion", "kind", "metadata", "data", "binaryData", "immutable"},
@@ -293,10 +288,10 @@ var (
 			"fieldRef":         "not supported yet; fleet sets HOSTNAME to the pod's name",
 			"resourceFieldRef": notSupported,
 		}}
-	keyRefSchema     = schema{known: []string{"name", "key", "optional"}}
-	envFromSchema    = schema{known: []string{"prefix", "configMapRef", "secretRef"}}
-	objRefSchema     = schema{known: []string{"name", "optional"}}
-	configNamePatten = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`)
+	keyRefSchema      = schema{known: []string{"name", "key", "optional"}}
+	envFromSchema     = schema{known: []string{"prefix", "configMapRef", "secretRef"}}
+	objRefSchema      = schema{known: []string{"name", "optional"}}
+	configNamePattern = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`)
 )
 
 func (d *decoder) configName(v *yaml.Node, path string) (string, bool) {
@@ -304,7 +299,7 @@ func (d *decoder) configName(v *yaml.Node, path string) (string, bool) {
 	if !ok {
 		return "", false
 	}
-	if !configNamePatten.MatchString(s) || len(s) > 253 {
+	if !configNamePattern.MatchString(s) || len(s) > 253 {
 		d.errorf(v.Line, path, "must be the name of a ConfigMap or Secret (lowercase letters, digits, '-' and '.'), got %q", s)
 		return "", false
 	}

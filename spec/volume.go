@@ -162,13 +162,8 @@ func (d *decoder) volumes(n *yaml.Node, path string) []Volume {
 					case "medium":
 						v.EmptyDir.Medium, _ = d.oneOf(n, path, "", "Memory")
 					case "sizeLimit":
-						if s, ok := d.str(n, path); ok {
-							q, err := resource.ParseQuantity(s)
-							if err != nil || q.Sign() <= 0 {
-								d.errorf(n.Line, path, "expected a size such as 64Mi, got %q", s)
-								return
-							}
-							v.EmptyDir.SizeLimit = q.Value()
+						if b, ok := d.size(n, path, "64Mi"); ok {
+							v.EmptyDir.SizeLimit = b
 						}
 					}
 				})
@@ -178,8 +173,7 @@ func (d *decoder) volumes(n *yaml.Node, path string) []Volume {
 				if !d.mapping(n, path, " with path") {
 					return
 				}
-				hp := path
-				d.fields(n, hp, hostPathSchema, func(key string, n *yaml.Node, p string) {
+				d.fields(n, path, hostPathSchema, func(key string, n *yaml.Node, p string) {
 					switch key {
 					case "path":
 						if s, ok := d.str(n, p); ok {
@@ -193,7 +187,7 @@ func (d *decoder) volumes(n *yaml.Node, path string) []Volume {
 					}
 				})
 				if v.HostPath.Path == "" {
-					d.errorf(n.Line, hp+".path", "required")
+					d.errorf(n.Line, path+".path", "required")
 				}
 			case "configMap", "secret":
 				sources++
@@ -251,10 +245,11 @@ func (d *decoder) volumeMounts(n *yaml.Node, p string) []VolumeMount {
 					if !pathpkg.IsAbs(s) {
 						d.errorf(n.Line, fp, "must be an absolute path, got %q", s)
 					}
-					if paths[pathpkg.Clean(s)] {
+					if clean := pathpkg.Clean(s); paths[clean] {
 						d.errorf(n.Line, fp, "%s is mounted twice in this container", s)
+					} else {
+						paths[clean] = true
 					}
-					paths[pathpkg.Clean(s)] = true
 					m.MountPath = s
 				}
 			case "readOnly":
@@ -303,13 +298,8 @@ func (d *decoder) pvcSpec(n *yaml.Node, line int, c *PersistentVolumeClaim) {
 					return
 				}
 				d.fields(v, path, schema{known: []string{"storage"}}, func(_ string, v *yaml.Node, path string) {
-					if s, ok := d.str(v, path); ok {
-						q, err := resource.ParseQuantity(s)
-						if err != nil || q.Sign() <= 0 {
-							d.errorf(v.Line, path, "expected a size such as 1Gi, got %q", s)
-							return
-						}
-						c.Storage, haveStorage = q.Value(), true
+					if b, ok := d.size(v, path, "1Gi"); ok {
+						c.Storage, haveStorage = b, true
 					}
 				})
 			})
@@ -409,4 +399,18 @@ func (d *decoder) configVolume(n *yaml.Node, path, kind string) *ConfigVolume {
 		d.errorf(n.Line, path+"."+nameKey, "required")
 	}
 	return cv
+}
+
+// size reads a positive size such as 64Mi, in bytes.
+func (d *decoder) size(n *yaml.Node, path, example string) (int64, bool) {
+	s, ok := d.str(n, path)
+	if !ok {
+		return 0, false
+	}
+	q, err := resource.ParseQuantity(s)
+	if err != nil || q.Sign() <= 0 {
+		d.errorf(n.Line, path, "expected a size such as %s, got %q", example, s)
+		return 0, false
+	}
+	return q.Value(), true
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -190,15 +191,10 @@ func setOf(xs []string) map[string]bool {
 }
 
 func sortedSet(m map[string]bool) string {
-	var out []string
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	if len(out) == 0 {
+	if len(m) == 0 {
 		return "no keys"
 	}
-	return fmt.Sprint(out)
+	return fmt.Sprint(slices.Sorted(maps.Keys(m)))
 }
 
 // secretDiff says which keys of a Secret a change adds, removes or

@@ -97,31 +97,36 @@ func deployViews(ctx context.Context, s *session, obs reconciler.Observed, ns st
 		if err != nil {
 			return nil, err
 		}
-		v := deployView{Name: o.Name, Namespace: o.Namespace, Replicas: d.Replicas, Generation: o.Generation, Selector: d.Selector, Created: o.CreatedAt}
-		revs, _ := s.store.Revisions(ctx, "Deployment", o.Namespace, o.Name)
-		if len(revs) > 0 {
-			v.Revision = revs[len(revs)-1].Revision
-		}
-		for _, c := range d.Template.Spec.Containers {
-			v.Images = append(v.Images, c.Image)
-		}
-		for _, p := range obs.Pods {
-			if p.Namespace != o.Namespace || p.Owner != o.Name {
-				continue
-			}
-			if p.Ready {
-				v.Ready++
-				v.Available++
-			}
-			// A pod carries the revision of its template (a template
-			// brought back gets a new revision): the latest is up to date.
-			if p.Revision == v.Revision {
-				v.UpToDate++
-			}
-		}
-		out = append(out, v)
+		out = append(out, deployViewOf(ctx, s, obs, o, d))
 	}
 	return out, nil
+}
+
+// deployViewOf is stored Deployment o (decoded: d) with its pods in obs.
+func deployViewOf(ctx context.Context, s *session, obs reconciler.Observed, o store.Object, d *spec.Deployment) deployView {
+	v := deployView{Name: o.Name, Namespace: o.Namespace, Replicas: d.Replicas, Generation: o.Generation, Selector: d.Selector, Created: o.CreatedAt}
+	revs, _ := s.store.Revisions(ctx, "Deployment", o.Namespace, o.Name)
+	if len(revs) > 0 {
+		v.Revision = revs[len(revs)-1].Revision
+	}
+	for _, c := range d.Template.Spec.Containers {
+		v.Images = append(v.Images, c.Image)
+	}
+	for _, p := range obs.Pods {
+		if p.Namespace != o.Namespace || p.Owner != o.Name {
+			continue
+		}
+		if p.Ready {
+			v.Ready++
+			v.Available++
+		}
+		// A pod carries the revision of its template (a template brought
+		// back gets a new revision): the latest is up to date.
+		if p.Revision == v.Revision {
+			v.UpToDate++
+		}
+	}
+	return v
 }
 
 func getDeployments(cmd *cobra.Command, v *view, ns nsFlags, output string) error {

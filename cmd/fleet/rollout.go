@@ -237,7 +237,7 @@ func newRolloutStatusCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				_, d, err := loadDeployment(ctx, s, ns, name)
+				o, d, err := loadDeployment(ctx, s, ns, name)
 				if err != nil {
 					return err
 				}
@@ -252,42 +252,34 @@ func newRolloutStatusCmd(g *globals) *cobra.Command {
 					return err
 				}
 				obs := s.reconciler().Observe(ctx)
-				views, err := deployViews(ctx, s, obs, ns)
-				if err != nil {
-					return err
+				dv := deployViewOf(ctx, s, obs, o, d)
+				total := 0
+				for _, p := range obs.Pods {
+					if p.Namespace == ns && p.Owner == name && p.Status != reconciler.Unknown {
+						total++
+					}
 				}
-				for _, dv := range views {
-					if dv.Name != name {
-						continue
-					}
-					total := 0
-					for _, p := range obs.Pods {
-						if p.Namespace == ns && p.Owner == name && p.Status != reconciler.Unknown {
-							total++
-						}
-					}
-					var msg string
-					switch {
-					case st != nil && st.Split && st.Message != "":
-						msg = fmt.Sprintf("Waiting for deployment %q rollout to finish: %s", name, st.Message)
-					case dv.UpToDate < dv.Replicas:
-						msg = fmt.Sprintf("Waiting for deployment %q rollout to finish: %d out of %d new replicas have been updated...", name, dv.UpToDate, dv.Replicas)
-					case total > dv.Replicas:
-						msg = fmt.Sprintf("Waiting for deployment %q rollout to finish: %d old replicas are pending termination...", name, total-dv.Replicas)
-					case dv.Available < dv.Replicas:
-						msg = fmt.Sprintf("Waiting for deployment %q rollout to finish: %d of %d updated replicas are available...", name, dv.Available, dv.Replicas)
-					case st != nil && st.Revision == dv.Revision && st.Phase != reconciler.PhaseComplete:
-						// The lease holder's next pass records it: only then
-						// is it the revision a failed rollout goes back to.
-						msg = fmt.Sprintf("Waiting for deployment %q rollout to finish: every replica is available; waiting for the controller to record it", name)
-					default:
-						fmt.Fprintf(cmd.OutOrStdout(), "deployment %q successfully rolled out (revision %d)\n", name, dv.Revision)
-						return nil
-					}
-					if msg != last {
-						fmt.Fprintln(cmd.OutOrStdout(), msg)
-						last = msg
-					}
+				var msg string
+				switch {
+				case st != nil && st.Split && st.Message != "":
+					msg = fmt.Sprintf("Waiting for deployment %q rollout to finish: %s", name, st.Message)
+				case dv.UpToDate < dv.Replicas:
+					msg = fmt.Sprintf("Waiting for deployment %q rollout to finish: %d out of %d new replicas have been updated...", name, dv.UpToDate, dv.Replicas)
+				case total > dv.Replicas:
+					msg = fmt.Sprintf("Waiting for deployment %q rollout to finish: %d old replicas are pending termination...", name, total-dv.Replicas)
+				case dv.Available < dv.Replicas:
+					msg = fmt.Sprintf("Waiting for deployment %q rollout to finish: %d of %d updated replicas are available...", name, dv.Available, dv.Replicas)
+				case st != nil && st.Revision == dv.Revision && st.Phase != reconciler.PhaseComplete:
+					// The lease holder's next pass records it: only then is
+					// it the revision a failed rollout goes back to.
+					msg = fmt.Sprintf("Waiting for deployment %q rollout to finish: every replica is available; waiting for the controller to record it", name)
+				default:
+					fmt.Fprintf(cmd.OutOrStdout(), "deployment %q successfully rolled out (revision %d)\n", name, dv.Revision)
+					return nil
+				}
+				if msg != last {
+					fmt.Fprintln(cmd.OutOrStdout(), msg)
+					last = msg
 				}
 				if err := sleepCtx(ctx, 500*time.Millisecond); err != nil {
 					return &exitError{code: 1, err: fmt.Errorf("deployment %q not rolled out after %s: %s", name, timeout, last)}
@@ -329,11 +321,11 @@ func newRolloutPauseCmd(g *globals, pause bool) *cobra.Command {
 
 // rolloutState is deploy ns/name's rollout record, nil before its first pass.
 func rolloutState(ctx context.Context, s *session, ns, name string) (*reconciler.RolloutState, error) {
-	all, err := reconciler.ReadRollouts(ctx, s.store)
-	if err != nil {
+	r, ok, err := s.store.Rollout(ctx, ns, name)
+	if err != nil || !ok {
 		return nil, err
 	}
-	return all[ns+"/"+name], nil
+	return reconciler.DecodeRollout(r)
 }
 
 // rolloutOutcome is the error `rollout status` ends with when the
