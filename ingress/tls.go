@@ -180,11 +180,6 @@ func (c *Certificates) HandleHTTPChallenge(w http.ResponseWriter, r *http.Reques
 	return c.issuer.HandleHTTPChallenge(w, r)
 }
 
-// Internal returns the local CA's certificate for name (see internal).
-func (c *Certificates) Internal(ctx context.Context, name string) (*tls.Certificate, error) {
-	return c.internal(ctx, name)
-}
-
 // internal returns a certificate for name from the local CA, issuing one
 // (valid 7 days) when none is cached or it has less than a day left.
 func (c *Certificates) internal(ctx context.Context, name string) (*tls.Certificate, error) {

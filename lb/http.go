@@ -546,13 +546,10 @@ func (h *httpConn) roundTrip(ex *exchange, uc *upConn, reused bool) (outcome, er
 	if !keepUp || ex.ubr.Buffered() != 0 || !uc.ep.putIdle(uc, h.b.opts.IdleConnsPerEndpoint, ex.end.UnixNano()) {
 		conn.Close()
 	}
-	ferr := ex.cbw.Flush()
-	if ferr != nil {
-		// The endpoint's part went well; the client left.
-		ex.keepClient = false
-		return outDone, nil
-	}
-	ex.keepClient = keepClient
+	// The endpoint's part went well either way; a failed flush means the
+	// client left.
+	flushed := ex.cbw.Flush() == nil
+	ex.keepClient = keepClient && flushed
 	return outDone, nil
 }
 

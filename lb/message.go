@@ -39,7 +39,7 @@ func readHead(br *bufio.Reader, scratch *[]byte) (head []byte, n int, got bool, 
 				break
 			}
 			end := scanned + i + 1
-			if i == 0 || (i == 1 && buf[scanned] == '\r') {
+			if isBlankLine(buf[scanned:end]) {
 				if scanned > 0 {
 					return buf[:end], end, true, nil
 				}
@@ -82,7 +82,7 @@ func readHead(br *bufio.Reader, scratch *[]byte) (head []byte, n int, got bool, 
 		if err != nil {
 			return nil, 0, true, fmt.Errorf("%w: %w", errTruncatedHead, err)
 		}
-		if l := len(s) - lineStart; l == 1 || (l == 2 && s[lineStart] == '\r') {
+		if isBlankLine(s[lineStart:]) {
 			return s, 0, true, nil
 		}
 		lineStart = len(s)
@@ -377,21 +377,9 @@ func parseRequest(head []byte, req *request, fields []field, tokens []span) ([]f
 		case 10:
 			if eqFold(name, "connection") {
 				f.kind = fieldDrop
-				for i := 0; i < len(value); {
-					var lo, hi int
-					lo, hi, i = nextToken(value, i)
-					switch tok := value[lo:hi]; {
-					case lo == hi:
-					case eqFold(tok, "close"):
-						connClose = true
-					case eqFold(tok, "keep-alive"):
-						connKeepAlive = true
-					case eqFold(tok, "upgrade"):
-						connUpgrade = true
-					default:
-						tokens = append(tokens, span{f.value.lo + int32(lo), f.value.lo + int32(hi)})
-					}
-				}
+				var c, k, u bool
+				c, k, u, tokens = connectionOptions(value, f.value.lo, tokens)
+				connClose, connKeepAlive, connUpgrade = connClose || c, connKeepAlive || k, connUpgrade || u
 			} else if eqFold(name, "keep-alive") {
 				f.kind = fieldDrop
 			}
@@ -555,20 +543,9 @@ func parseResponse(head []byte, resp *response, fields []field, tokens []span) (
 		case 10:
 			if eqFold(name, "connection") {
 				f.kind = fieldDrop
-				for i := 0; i < len(value); {
-					var lo, hi int
-					lo, hi, i = nextToken(value, i)
-					switch tok := value[lo:hi]; {
-					case lo == hi:
-					case eqFold(tok, "close"):
-						resp.close = true
-					case eqFold(tok, "keep-alive"):
-						resp.keepAlive = true
-					case eqFold(tok, "upgrade"):
-					default:
-						tokens = append(tokens, span{f.value.lo + int32(lo), f.value.lo + int32(hi)})
-					}
-				}
+				var c, k bool
+				c, k, _, tokens = connectionOptions(value, f.value.lo, tokens)
+				resp.close, resp.keepAlive = resp.close || c, resp.keepAlive || k
 			} else if eqFold(name, "keep-alive") {
 				f.kind = fieldDrop
 			}
@@ -627,4 +604,26 @@ func writeResponseHead(w *bufio.Writer, head []byte, resp *response, fields []fi
 	}
 	w.WriteString(conn)
 	w.WriteString("\r\n")
+}
+
+// connectionOptions reads a Connection field's value (at off in the
+// head): whether it names close, keep-alive and upgrade, and the spans of
+// the other tokens (fields to drop as hop-by-hop), appended to tokens.
+func connectionOptions(value []byte, off int32, tokens []span) (closes, keepAlive, upgrade bool, _ []span) {
+	for i := 0; i < len(value); {
+		var lo, hi int
+		lo, hi, i = nextToken(value, i)
+		switch tok := value[lo:hi]; {
+		case lo == hi:
+		case eqFold(tok, "close"):
+			closes = true
+		case eqFold(tok, "keep-alive"):
+			keepAlive = true
+		case eqFold(tok, "upgrade"):
+			upgrade = true
+		default:
+			tokens = append(tokens, span{off + int32(lo), off + int32(hi)})
+		}
+	}
+	return closes, keepAlive, upgrade, tokens
 }

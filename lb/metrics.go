@@ -48,23 +48,17 @@ type epStats struct {
 // lookup is one atomic load and a scan of a slice that holds one element
 // unless several routes share the pool.
 func (e *endpoint) statsFor(r *route) *epStats {
-	if p := e.stats.Load(); p != nil {
-		for _, s := range *p {
-			if s.r == r {
-				return s
-			}
-		}
+	if s := e.lookupStats(r); s != nil {
+		return s
 	}
 	e.statsMu.Lock()
 	defer e.statsMu.Unlock()
+	if s := e.lookupStats(r); s != nil {
+		return s
+	}
 	var cur []*epStats
 	if p := e.stats.Load(); p != nil {
 		cur = *p
-		for _, s := range cur {
-			if s.r == r {
-				return s
-			}
-		}
 	}
 	s := &epStats{r: r, used: r.usedPoolFor(e.pool)}
 	next := append(append(make([]*epStats, 0, len(cur)+1), cur...), s)

@@ -78,8 +78,8 @@ func NewPool(name string, policy Policy) *Pool {
 	return p
 }
 
-// Name returns the name given to NewPool.
-func (p *Pool) Name() string { return p.name }
+// Policy returns the policy given to NewPool.
+func (p *Pool) Policy() Policy { return p.policy }
 
 // Set replaces the endpoint list with addrs (host:port; duplicates are
 // ignored). Endpoints that stay keep their health, counters and idle

@@ -43,9 +43,7 @@ type traffic struct {
 	mu          sync.Mutex
 	pools       map[string]*lb.Pool // by namespace/service:port
 	snapshot    atomic.Pointer[map[string]*lb.Pool]
-	policies    map[string]lb.Policy
 	routeErrs   map[string]string
-	ingressUp   bool
 	ingressErr  string
 	ingressOpts ingressOptions
 	problems    string
@@ -60,7 +58,7 @@ type ingressOptions struct {
 func newTraffic(ctx context.Context, st *store.Store, lbAddress string, io ingressOptions, log *slog.Logger) *traffic {
 	return &traffic{ctx: ctx, lbAddress: lbAddress, store: st, log: log.With("component", "traffic"), ingressOpts: io,
 		bal:   lb.New(lb.Options{Log: log}),
-		pools: map[string]*lb.Pool{}, policies: map[string]lb.Policy{}, routeErrs: map[string]string{}}
+		pools: map[string]*lb.Pool{}, routeErrs: map[string]string{}}
 }
 
 // serveAdmin serves /metrics on addr until ctx ends.
@@ -115,9 +113,9 @@ func (t *traffic) routes(ctx context.Context, eps []reconciler.ServicePortEndpoi
 		live[key] = true
 		policy, _ := lb.ParsePolicy(e.Annotations[spec.AnnotationLBPolicy]) // validated at apply
 		pool := t.pools[key]
-		if pool == nil || t.policies[key] != policy {
+		if pool == nil || pool.Policy() != policy {
 			pool = lb.NewPool(key, policy)
-			t.pools[key], t.policies[key] = pool, policy
+			t.pools[key] = pool
 		}
 		if e.Split {
 			stable, canary := e.ReadySplit()
@@ -139,7 +137,7 @@ func (t *traffic) routes(ctx context.Context, eps []reconciler.ServicePortEndpoi
 	snap := maps.Clone(t.pools)
 	t.snapshot.Store(&snap)
 	t.updateIngress(ctx)
-	if t.ingressUp {
+	if t.ingress != nil {
 		if r, ok := t.ingress.HTTPSRoute(); ok {
 			routes = append(routes, r)
 		}
@@ -180,7 +178,7 @@ func modeOf(e reconciler.ServicePortEndpoints) lb.Mode {
 // caller holds t.mu.
 func (t *traffic) updateIngress(ctx context.Context) {
 	objs, err := t.store.List(ctx, "Ingress", "")
-	if err != nil || len(objs) == 0 && !t.ingressUp {
+	if err != nil || len(objs) == 0 && t.ingress == nil {
 		return
 	}
 	svcObjs, err := t.store.List(ctx, "Service", "")
@@ -209,7 +207,7 @@ func (t *traffic) updateIngress(ctx context.Context) {
 		}
 		t.problems = p
 	}
-	if !t.ingressUp {
+	if t.ingress == nil {
 		if t.ingressErr != "" {
 			return // said once; a restart of serve tries again
 		}
@@ -218,7 +216,6 @@ func (t *traffic) updateIngress(ctx context.Context) {
 			t.ingressErr = err.Error()
 			return
 		}
-		t.ingressUp = true
 	}
 	t.ingress.SetTable(table)
 	if err := t.certs.SetHosts(table.TLSIssuers()); err != nil {
@@ -288,20 +285,19 @@ func (t *traffic) stats(addrs []string) reconciler.CanaryStats {
 // drain waits until no request is in flight to addrs, in any pool,
 // counting endpoints already removed and draining.
 func (t *traffic) drain(ctx context.Context, addrs []string) {
-	for {
-		busy := false
+	busy := func() bool {
 		if m := t.snapshot.Load(); m != nil {
 			for _, p := range *m {
 				for _, a := range addrs {
 					if p.InFlight(a) > 0 {
-						busy = true
+						return true
 					}
 				}
 			}
 		}
-		if !busy {
-			return
-		}
+		return false
+	}
+	for busy() {
 		select {
 		case <-ctx.Done():
 			return
