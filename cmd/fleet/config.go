@@ -18,6 +18,15 @@ import (
 	"github.com/fleetdev/fleet/store"
 )
 
+// decodeStored decodes stored object o as a T.
+func decodeStored[T any](o store.Object) (*T, error) {
+	var v T
+	if err := json.Unmarshal(o.Spec, &v); err != nil {
+		return nil, fmt.Errorf("decode %s %s/%s from the state file: %w", o.Kind, o.Namespace, o.Name, err)
+	}
+	return &v, nil
+}
+
 // configView is a ConfigMap or Secret as get shows it. A Secret's values
 // are shown only with --show-secrets; otherwise each is "<hidden>".
 type configView struct {
@@ -45,17 +54,17 @@ func getConfigs(cmd *cobra.Command, v *view, ns nsFlags, kind, output string, sh
 		cv := configView{Name: o.Name, Namespace: o.Namespace, Data: map[string]string{}, Created: o.CreatedAt}
 		switch kind {
 		case spec.KindConfigMap:
-			var m spec.ConfigMap
-			if err := json.Unmarshal(o.Spec, &m); err != nil {
-				return fmt.Errorf("decode ConfigMap %s/%s from the state file: %w", o.Namespace, o.Name, err)
+			m, err := decodeStored[spec.ConfigMap](o)
+			if err != nil {
+				return err
 			}
 			for _, k := range m.Keys() {
 				cv.Data[k], _ = m.Value(k)
 			}
 		case spec.KindSecret:
-			var sec spec.Secret
-			if err := json.Unmarshal(o.Spec, &sec); err != nil {
-				return fmt.Errorf("decode Secret %s/%s from the state file: %w", o.Namespace, o.Name, err)
+			sec, err := decodeStored[spec.Secret](o)
+			if err != nil {
+				return err
 			}
 			cv.Type = sec.Type
 			for _, k := range sec.Keys() {
@@ -168,15 +177,15 @@ func checkConfigRefs(ctx context.Context, st *store.Store, objs []spec.Object) (
 func storedKeys(o store.Object) (map[string]bool, error) {
 	switch o.Kind {
 	case spec.KindConfigMap:
-		var m spec.ConfigMap
-		if err := json.Unmarshal(o.Spec, &m); err != nil {
-			return nil, fmt.Errorf("decode ConfigMap %s/%s from the state file: %w", o.Namespace, o.Name, err)
+		m, err := decodeStored[spec.ConfigMap](o)
+		if err != nil {
+			return nil, err
 		}
 		return setOf(m.Keys()), nil
 	default:
-		var s spec.Secret
-		if err := json.Unmarshal(o.Spec, &s); err != nil {
-			return nil, fmt.Errorf("decode Secret %s/%s from the state file: %w", o.Namespace, o.Name, err)
+		s, err := decodeStored[spec.Secret](o)
+		if err != nil {
+			return nil, err
 		}
 		return setOf(s.Keys()), nil
 	}
@@ -256,9 +265,9 @@ func getClaims(cmd *cobra.Command, v *view, ns nsFlags, output string) error {
 	}
 	views := []claimView{}
 	for _, o := range objs {
-		var c spec.PersistentVolumeClaim
-		if err := json.Unmarshal(o.Spec, &c); err != nil {
-			return fmt.Errorf("decode PersistentVolumeClaim %s/%s from the state file: %w", o.Namespace, o.Name, err)
+		c, err := decodeStored[spec.PersistentVolumeClaim](o)
+		if err != nil {
+			return err
 		}
 		cv := claimView{Name: o.Name, Namespace: o.Namespace, Status: "Pending", Storage: c.Storage, AccessModes: c.AccessModes,
 			ReclaimPolicy: c.ReclaimPolicy(), Created: o.CreatedAt}

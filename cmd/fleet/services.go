@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -54,9 +53,9 @@ func getServices(cmd *cobra.Command, v *view, ns nsFlags, output string) error {
 	}
 	views := []svcView{}
 	for _, o := range objs {
-		var svc spec.Service
-		if err := json.Unmarshal(o.Spec, &svc); err != nil {
-			return fmt.Errorf("decode Service %s/%s from the state file: %w", o.Namespace, o.Name, err)
+		svc, err := decodeStored[spec.Service](o)
+		if err != nil {
+			return err
 		}
 		sv := svcView{Name: o.Name, Namespace: o.Namespace, Type: svc.Type, Ports: svc.Ports, Selector: svc.Selector, Routed: routed(svc.Type), Created: o.CreatedAt}
 		for _, e := range eps {
