@@ -63,6 +63,15 @@ func (c *ConfigMap) Value(key string) (string, bool) {
 // Keys lists a Secret's keys, sorted.
 func (s *Secret) Keys() []string { return slices.Sorted(maps.Keys(s.Data)) }
 
+// configSchema is a ConfigMap's or Secret's top level: no spec, data
+// fields instead.
+func configSchema(kind string) schema {
+	if kind == KindSecret {
+		return secretSchema
+	}
+	return configMapSchema
+}
+
 var (
 	configMapSchema = schema{known: []string{"apiVersion", "kind", "metadata", "data", "binaryData", "immutable"},
 		ignored: map[string]string{"status": "ignored: status is reported by fleet, not declared"}}
@@ -85,12 +94,8 @@ func checkConfigKey(k string) string {
 }
 
 // configData reads the top-level data fields of a ConfigMap or Secret
-// (the other fields are read by document).
+// (document checks them against configSchema and reads the others).
 func (d *decoder) configData(root *yaml.Node, kind string, obj Object) {
-	sc := configMapSchema
-	if kind == KindSecret {
-		sc = secretSchema
-	}
 	seen := map[string]int{} // key → line, across data fields
 	dup := func(k string, line int, path string) bool {
 		if first, ok := seen[k]; ok {
@@ -101,14 +106,17 @@ func (d *decoder) configData(root *yaml.Node, kind string, obj Object) {
 		return false
 	}
 	var stringData map[string]string
-	d.fields(root, "", sc, func(key string, v *yaml.Node, path string) {
+	// document checked the fields against the kind's schema already.
+	for _, kv := range pairs(root) {
+		key, v := kv[0].Value, resolve(kv[1])
+		path := key
 		switch key {
 		case "data", "binaryData", "stringData":
 			if !d.mapping(v, path, " of keys to values") {
 				return
 			}
 			for _, kv := range pairs(v) {
-				k, val := kv[0].Value, kv[1]
+				k, val := kv[0].Value, resolve(kv[1])
 				kpath := path + "[" + k + "]"
 				if msg := checkConfigKey(k); msg != "" {
 					d.errorf(kv[0].Line, kpath, "%s", msg)
@@ -166,7 +174,7 @@ func (d *decoder) configData(root *yaml.Node, kind string, obj Object) {
 		case "immutable":
 			d.boolean(v, path)
 		}
-	})
+	}
 	if sec, ok := obj.(*Secret); ok {
 		// stringData wins over data, as in Kubernetes.
 		for k, v := range stringData {

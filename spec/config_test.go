@@ -1,6 +1,8 @@
 package spec
 
 import (
+	"errors"
+	"strings"
 	"testing"
 )
 
@@ -58,5 +60,23 @@ spec:
 		if refs[i] != want[i] {
 			t.Errorf("ref %d = %+v, want %+v", i, refs[i], want[i])
 		}
+	}
+}
+
+func TestParse_ConfigMapTopLevel(t *testing.T) {
+	res, err := Parse("cm.yaml", []byte("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app}\ndata: {x: &v hello, y: *v}\nstatus: {}\n"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := res.Objects[0].(*ConfigMap).Value("y"); v != "hello" {
+		t.Errorf("an aliased value = %q, want hello", v)
+	}
+	if len(res.Warnings) != 1 {
+		t.Errorf("warnings = %v, want status ignored once", res.Warnings)
+	}
+	_, err = Parse("cm.yaml", []byte("apiVersion: v1\nkind: Secret\nmetadata: {name: db}\nbogus: 1\n"), "")
+	var errs ErrorList
+	if !errors.As(err, &errs) || len(errs) != 1 || !strings.Contains(errs[0].Error(), "bogus: unknown field") {
+		t.Errorf("an unknown top-level field: %v, want one error", err)
 	}
 }

@@ -227,9 +227,7 @@ func (d *decoder) document(root *yaml.Node, ns string) Object {
 		top.known = top.known[:3]
 		top.hidden = []string{"spec"}
 	case KindConfigMap, KindSecret:
-		// No spec: their data fields are read below.
-		top.known = top.known[:3]
-		top.hidden = []string{"data", "binaryData", "stringData", "type", "immutable"}
+		top = configSchema(kind) // no spec: data fields, read below
 	}
 	haveAPIVersion, haveMetadata := false, false
 	d.fields(root, "", top, func(key string, v *yaml.Node, path string) {
