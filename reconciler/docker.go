@@ -31,6 +31,7 @@ type Docker interface {
 	VolumeRemove(ctx context.Context, volumeID string, force bool) error
 	VolumeList(ctx context.Context, options volume.ListOptions) (volume.ListResponse, error)
 	CopyToContainer(ctx context.Context, containerID, dstPath string, content io.Reader, options container.CopyToContainerOptions) error
+	ContainerStatPath(ctx context.Context, containerID, path string) (container.PathStat, error)
 	ContainerWait(ctx context.Context, containerID string, condition container.WaitCondition) (<-chan container.WaitResponse, <-chan error)
 }
 

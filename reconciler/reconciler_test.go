@@ -50,6 +50,10 @@ func (f *fakeDocker) CopyToContainer(context.Context, string, string, io.Reader,
 	return nil
 }
 
+func (f *fakeDocker) ContainerStatPath(context.Context, string, string) (container.PathStat, error) {
+	return container.PathStat{}, errdefs.NotFound(errors.New("no such path"))
+}
+
 func (f *fakeDocker) VolumeList(context.Context, volume.ListOptions) (volume.ListResponse, error) {
 	return volume.ListResponse{}, nil
 }

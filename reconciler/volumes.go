@@ -108,6 +108,9 @@ func (c *claims) pin(d *desired) {
 // machine, creating the volumes and binding unbound claims there. A
 // claim bound to another machine, or missing, is an error naming it.
 func (e *executor) volumeMounts(ctx context.Context, dk Docker, ns, pod, machine string, ps spec.PodSpec, ct spec.Container) ([]mount.Mount, []string, error) {
+	if err := checkHostPaths(ctx, dk, machine, ct.Image, typedHostPaths(ps, ct)); err != nil {
+		return nil, nil, err
+	}
 	vols := map[string]spec.Volume{}
 	for _, v := range ps.Volumes {
 		vols[v.Name] = v
@@ -131,17 +134,16 @@ func (e *executor) volumeMounts(ctx context.Context, dk Docker, ns, pod, machine
 				return nil, nil, err
 			}
 			mounts = append(mounts, mount.Mount{Type: mount.TypeVolume, Source: name, Target: m.MountPath, ReadOnly: m.ReadOnly})
-		case v.HostPath != nil && v.HostPath.Type == "DirectoryOrCreate":
-			// The legacy bind creates a missing directory on every engine
-			// version (the mount API's CreateMountpoint needs API 1.42).
+		case v.HostPath != nil && v.HostPath.Type == "":
+			// No check, as in Kubernetes, whose runtimes create a missing
+			// path as a directory: so does the legacy bind.
 			bind := v.HostPath.Path + ":" + m.MountPath
 			if m.ReadOnly {
 				bind += ":ro"
 			}
 			binds = append(binds, bind)
 		case v.HostPath != nil:
-			// The engine refuses a bind of a missing path: the check
-			// that Directory, File and Socket ask for.
+			// Checked (and created) above.
 			mounts = append(mounts, mount.Mount{Type: mount.TypeBind, Source: v.HostPath.Path, Target: m.MountPath, ReadOnly: m.ReadOnly})
 		case v.ConfigMap != nil || v.Secret != nil:
 			// Written by the sandbox (startSandbox); read only here.

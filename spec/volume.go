@@ -79,8 +79,10 @@ type EmptyDirVolume struct {
 // HostPathVolume is a path of the machine, bind-mounted.
 type HostPathVolume struct {
 	Path string `json:"path"`
-	// Type is "" (no check), DirectoryOrCreate, Directory, FileOrCreate,
-	// File or Socket.
+	// Type is "" (no check; a missing path becomes a directory),
+	// DirectoryOrCreate, Directory, FileOrCreate, File, Socket,
+	// CharDevice or BlockDevice: checked on the machine before the
+	// container is created.
 	Type string `json:"type,omitempty"`
 }
 
@@ -125,7 +127,7 @@ var (
 	pvcSpecSchema = schema{known: []string{"accessModes", "resources", "storageClassName", "volumeMode"},
 		unsupported: unsupported("selector", "volumeName", "dataSource", "dataSourceRef", "volumeAttributesClassName")}
 	pvcResourcesSchema = schema{known: []string{"requests", "limits"}}
-	hostPathTypes      = []string{"", "DirectoryOrCreate", "Directory", "FileOrCreate", "File", "Socket"}
+	hostPathTypes      = []string{"", "DirectoryOrCreate", "Directory", "FileOrCreate", "File", "Socket", "CharDevice", "BlockDevice"}
 )
 
 func (d *decoder) volumes(n *yaml.Node, path string) []Volume {
