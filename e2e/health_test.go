@@ -61,6 +61,15 @@ func TestServe_ProbesAndRestarts(t *testing.T) {
 		pods := getPodsJSON(t, state, "probed")
 		return len(pods) == 2 && pods[0].Ready && pods[1].Ready
 	})
+	// Per container, as in Kubernetes: web's restarts leave its pod's
+	// other container and its sandbox (the pod's address) alone.
+	started := func(p podJSON, c string) string {
+		return hostExec(t, p.Node, "docker", "inspect", "-f", "{{.Id}} {{.State.StartedAt}}", "fleet_default_"+p.Name+"_"+c)
+	}
+	before := map[string]string{}
+	for _, p := range getPodsJSON(t, state, "probed") {
+		before[p.Name] = started(p, "side") + started(p, "POD")
+	}
 	t.Run("a failing liveness probe restarts the container, then backs off", func(t *testing.T) {
 		var pod podJSON
 		eventually(t, "a pod in CrashLoopBackOff after its second liveness failure", func() bool {
@@ -72,6 +81,9 @@ func TestServe_ProbesAndRestarts(t *testing.T) {
 			}
 			return false
 		})
+		if now := started(pod, "side") + started(pod, "POD"); now != before[pod.Name] {
+			t.Errorf("restarting web restarted its pod's side container or sandbox:\nbefore %s\nafter  %s", before[pod.Name], now)
+		}
 		ev := fleet(t, state, "get", "events").stdout
 		for _, want := range []string{"Liveness probe failed (2/2)", "failed its liveness probe and will be restarted", "back-off 10s restarting failed container web"} {
 			if !strings.Contains(ev, want) {

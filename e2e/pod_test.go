@@ -64,26 +64,44 @@ func TestPod_TwoContainers(t *testing.T) {
 		}
 	}
 	// The pod's port, published once, answers from the app.
-	var addr string
-	eventually(t, "the pod's endpoint", func() bool {
-		m := regexp.MustCompile(`(\d+\.\d+\.\d+\.\d+:\d+)`).FindStringSubmatch(fleet(t, state, "get", "endpoints").stdout)
-		if m != nil {
-			addr = m[1]
-		}
-		return m != nil
-	})
-	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + addr + "/")
-	if err != nil {
-		t.Fatalf("GET the pod's published port %s: %v", addr, err)
+	endpoint := func() string {
+		var addr string
+		eventually(t, "the pod's endpoint", func() bool {
+			m := regexp.MustCompile(`(\d+\.\d+\.\d+\.\d+:\d+)`).FindStringSubmatch(fleet(t, state, "get", "endpoints").stdout)
+			if m != nil {
+				addr = m[1]
+			}
+			return m != nil
+		})
+		return addr
 	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if !strings.Contains(string(body), "version v1") {
+	addr := endpoint()
+	if body := getBody(t, "http://"+addr+"/"); !strings.Contains(body, "version v1") {
 		t.Errorf("the pod's port answered %q, want the app (v1)", body)
 	}
 	if pods := fleet(t, state, "get", "pods", "-o", "wide").stdout; !strings.Contains(pods, "2/2") || !regexp.MustCompile(`\s172\.\d+\.\d+\.\d+\s`).MatchString(pods) {
 		t.Errorf("get pods -o wide does not show 2/2 ready and the pod's address:\n%s", pods)
 	}
+	// The sandbox's process dies and the engine's restart policy brings
+	// it back in a new network namespace: the containers, left in the old
+	// one, are cut off from the pod's port until a pass starts them again
+	// in the new one.
+	sandboxStarted := hostExec(t, p.Node, "docker", "inspect", "-f", "{{.State.StartedAt}}", name("POD"))
+	hostExec(t, p.Node, "kill", "-9", strings.TrimSpace(hostExec(t, p.Node, "docker", "inspect", "-f", "{{.State.Pid}}", name("POD"))))
+	eventually(t, "the engine restarting the sandbox", func() bool {
+		return hostExec(t, p.Node, "docker", "inspect", "-f", "{{.State.StartedAt}}", name("POD")) != sandboxStarted
+	})
+	if r := fleet(t, state, "reconcile"); r.code != 0 || !strings.Contains(r.stdout, "restart default/"+p.Name) {
+		t.Errorf("reconcile after the sandbox came back alone: exit %d, want the pod restarted\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if ev := fleet(t, state, "get", "events").stdout; !strings.Contains(ev, "SandboxChanged") {
+		t.Errorf("no SandboxChanged event:\n%s", ev)
+	}
+	// A published port without a hostPort is the new sandbox's own.
+	if body := getBody(t, "http://"+endpoint()+"/"); !strings.Contains(body, "version v1") {
+		t.Errorf("after the pass, the pod's port answered %q, want the app", body)
+	}
+	hostExec(t, p.Node, "docker", "exec", name("sidecar"), "/demo", "check", "http://127.0.0.1:8080/")
 	if r := fleet(t, state, "delete", "-f", m); r.code != 0 {
 		t.Fatalf("delete: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
@@ -93,6 +111,18 @@ func TestPod_TwoContainers(t *testing.T) {
 	if out := hostExec(t, p.Node, "docker", "volume", "ls", "-q", "--filter", "label=fleet.pod="+p.Name); out != "" {
 		t.Errorf("volumes left after delete:\n%s", out)
 	}
+}
+
+// getBody is the body of a GET of url; an error fails the test.
+func getBody(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return string(body)
 }
 
 const initManifest = `apiVersion: apps/v1

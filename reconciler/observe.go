@@ -350,11 +350,16 @@ func (p *PodStatus) summarise(now time.Time) {
 			note(c.Reason, c.Message)
 		}
 	}
-	sandboxDead := p.Sandbox != nil && p.Sandbox.State != "running"
-	if sandboxDead {
+	sandboxDead := p.sandboxLost()
+	switch {
+	case sandboxDead && p.Sandbox.State != "running":
 		// Its containers lost their network with it.
 		p.Ready = false
 		p.Reason, p.Message = "SandboxDead", fmt.Sprintf("the pod's network holder (%s) is %s", PauseImage, p.Sandbox.State)
+		exited++
+	case sandboxDead:
+		p.Ready = false
+		p.Reason, p.Message = "SandboxChanged", fmt.Sprintf("the pod's network holder (%s) was started again after its containers, which are cut off from the pod's address", PauseImage)
 		exited++
 	}
 	switch {
@@ -367,6 +372,25 @@ func (p *PodStatus) summarise(now time.Time) {
 	default:
 		p.Status = Pending
 	}
+}
+
+// sandboxLost reports whether the pod's sandbox is not running, or was
+// started again after a running container of the pod (the engine's
+// restart policy brought back its process, in a new network namespace):
+// either way its containers must be started again in it.
+func (p *PodStatus) sandboxLost() bool {
+	if p.Sandbox == nil {
+		return false
+	}
+	if p.Sandbox.State != "running" {
+		return true
+	}
+	for _, c := range p.Containers {
+		if c.State == "running" && !c.StartedAt.IsZero() && c.StartedAt.Before(p.Sandbox.StartedAt) {
+			return true
+		}
+	}
+	return false
 }
 
 // readiness of a running container: its probes' verdict as the

@@ -72,3 +72,30 @@ func TestProbesAllow(t *testing.T) {
 		t.Fatalf("no probes allow %s", got)
 	}
 }
+
+func TestPodStatus_SandboxLost(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	sandbox := func(state string, started time.Time) *ContainerStatus {
+		return &ContainerStatus{Name: SandboxName, State: state, StartedAt: started}
+	}
+	app := func(state string, started time.Time) []ContainerStatus {
+		return []ContainerStatus{{Name: "app", State: state, StartedAt: started}}
+	}
+	for _, tt := range []struct {
+		name string
+		p    PodStatus
+		want bool
+	}{
+		{"no sandbox", PodStatus{Containers: app("running", t0)}, false},
+		{"started before its containers", PodStatus{Sandbox: sandbox("running", t0), Containers: app("running", t0.Add(time.Millisecond))}, false},
+		{"exited", PodStatus{Sandbox: sandbox("exited", t0), Containers: app("running", t0.Add(time.Second))}, true},
+		{"started again after a running container", PodStatus{Sandbox: sandbox("running", t0.Add(time.Minute)), Containers: app("running", t0)}, true},
+		{"a container not running does not count", PodStatus{Sandbox: sandbox("running", t0.Add(time.Minute)), Containers: app("exited", t0)}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.p.sandboxLost(); got != tt.want {
+				t.Fatalf("sandboxLost() = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}

@@ -1193,7 +1193,7 @@ func (e *executor) restart(ctx context.Context, p PodStatus) {
 		e.fail(fmt.Errorf("%s: restart %s: %w", p.Node, p.Name, err))
 		return
 	}
-	if p.Sandbox != nil && p.Sandbox.State != "running" {
+	if p.sandboxLost() {
 		if err := e.restartSandbox(ctx, dk, p); err != nil {
 			e.fail(fmt.Errorf("%s: %w", p.Node, err))
 			e.event("Warning", "Failed", p.Namespace, p.Name, p.Node, err.Error())

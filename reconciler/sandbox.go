@@ -162,8 +162,9 @@ type runSpec struct {
 	tpl                 *spec.PodTemplate
 }
 
-// restartSandbox starts a sandboxed pod's dead sandbox again and then
-// its containers, which must join its new network namespace.
+// restartSandbox starts a sandboxed pod's lost sandbox again (a no-op
+// when the engine already did) and then its containers, which must join
+// its new network namespace.
 func (e *executor) restartSandbox(ctx context.Context, dk Docker, p PodStatus) error {
 	if err := dk.ContainerStart(ctx, p.Sandbox.ID, container.StartOptions{}); err != nil {
 		return fmt.Errorf("restart the sandbox of %s: %w", p.Name, err)
