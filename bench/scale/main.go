@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -90,6 +91,7 @@ func main() {
 		os.Remove(state + s)
 	}
 	env := append(os.Environ(), "FLEET_INVENTORY="+sb.InventoryPath(), "FLEET_STATE="+state)
+	var fleetOwn time.Duration // the CPU time of the last fleet command
 	fleet := func(args ...string) string {
 		cmd := exec.Command(bin, args...)
 		cmd.Env = env
@@ -97,6 +99,7 @@ func main() {
 		if err != nil {
 			log.Fatalf("fleet %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
+		fleetOwn = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 		return string(out)
 	}
 	fleet("image", "push", *img)
@@ -106,17 +109,21 @@ func main() {
 
 	fmt.Printf("bench-scale  %s  hosts=%d  replicas=%d  cpus=%d  go=%s\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"), *hosts, *replicas, runtime.NumCPU(), runtime.Version())
 
-	// scaleUps scales deploy/name 0 → replicas runs times, checking that
-	// perPod containers run per replica, and times a no-op reconcile.
-	scaleUps := func(name string, perPod int) (times, noop []time.Duration) {
-		for i := 0; i < *runs; i++ {
-			start := time.Now()
-			fleet("scale", "deploy/"+name, fmt.Sprintf("--replicas=%d", *replicas))
+	// scaleUps scales deploy/name 0 → n runs times, checking that perPod
+	// containers run per replica, and times a no-op reconcile; cpu is
+	// the machine's CPU time each scale-up took (everything on it: the
+	// hosts' engines, their containers, fleet).
+	scaleUps := func(name string, n, perPod, runs int) (times, cpu, own, noop []time.Duration) {
+		for i := 0; i < runs; i++ {
+			start, busy := time.Now(), cpuBusy()
+			fleet("scale", "deploy/"+name, fmt.Sprintf("--replicas=%d", n))
 			times = append(times, time.Since(start))
-			if n := countRunning(ctx, sb, *hosts, "label=fleet.owner="+name); n != *replicas*perPod {
-				log.Fatalf("fleet: %d containers of %s running after scale, want %d", n, name, *replicas*perPod)
+			cpu = append(cpu, cpuBusy()-busy)
+			own = append(own, fleetOwn)
+			if got := countRunning(ctx, sb, *hosts, "label=fleet.owner="+name); got != n*perPod {
+				log.Fatalf("fleet: %d containers of %s running after scale, want %d", got, name, n*perPod)
 			}
-			if i == *runs-1 {
+			if i == runs-1 && n == *replicas {
 				for j := 0; j < 3; j++ {
 					start := time.Now()
 					out := fleet("reconcile")
@@ -128,16 +135,22 @@ func main() {
 			}
 			fleet("scale", "deploy/"+name, "--replicas=0")
 		}
-		fleet("delete", "deploy/"+name)
-		return times, noop
+		return times, cpu, own, noop
 	}
-	fleetTimes, noop := scaleUps("scalebench", 1)
+	// Two replicas on two hosts leave the machine's CPUs idle enough
+	// that a pod's time is its latency, as on hosts with CPUs of their own.
+	const few = 2
+	fleetTimes, fleetCPU, fleetOwnCPU, noop := scaleUps("scalebench", *replicas, 1, *runs)
+	fewTimes, _, _, _ := scaleUps("scalebench", few, 1, 5)
+	fleet("delete", "deploy/scalebench")
 
 	fleet("image", "push", "fleet-pause:1")
 	pf := filepath.Join(*dir, "scalepod.yaml")
 	benchkit.Check(os.WriteFile(pf, []byte(fmt.Sprintf(podManifest, 0, *img)), 0o644))
 	fleet("apply", "-f", pf)
-	podTimes, _ := scaleUps("scalepod", 3) // two containers and the sandbox
+	podTimes, podCPU, podOwnCPU, _ := scaleUps("scalepod", *replicas, 3, *runs) // two containers and the sandbox
+	fewPodTimes, _, _, _ := scaleUps("scalepod", few, 3, 5)
+	fleet("delete", "deploy/scalepod")
 	fleet("delete", "cm/scalepod")
 
 	swarmTimes := swarm(ctx, sb, *hosts, *img, *replicas, *runs)
@@ -150,6 +163,13 @@ func main() {
 	pp := benchkit.P50(podTimes)
 	fmt.Printf("scale 0 -> %d pods of two containers and a ConfigMap: fleet p50 %s, ratio to one container %.2fx   target <= 1.3x\n", *replicas, benchkit.Secs(pp), float64(pp)/float64(fp))
 	fmt.Printf("  runs: %s\n", list(podTimes))
+	perReplica := func(d time.Duration) string { return fmt.Sprintf("%.0fms", d.Seconds()*1000/float64(*replicas)) }
+	fc, pc := benchkit.P50(fleetCPU), benchkit.P50(podCPU)
+	fmt.Printf("  machine CPU per replica (%d CPUs hold every host's engine): one container %s, pod %s, ratio %.2fx; of which fleet's own %s and %s\n",
+		runtime.NumCPU(), perReplica(fc), perReplica(pc), float64(pc)/float64(fc), perReplica(benchkit.P50(fleetOwnCPU)), perReplica(benchkit.P50(podOwnCPU)))
+	fw, pw := benchkit.P50(fewTimes), benchkit.P50(fewPodTimes)
+	fmt.Printf("scale 0 -> %d on %d hosts (CPUs not saturated): one container p50 %s, pods p50 %s, ratio %.2fx   target <= 1.3x\n", few, *hosts, benchkit.Secs(fw), benchkit.Secs(pw), float64(pw)/float64(fw))
+	fmt.Printf("  runs: one container %s  pods %s\n", list(fewTimes), list(fewPodTimes))
 	fmt.Printf("planner alone, 10,000 replicas onto 1,000 machines: %s   target >= 100,000 placements/s\n", planner)
 }
 
@@ -184,6 +204,25 @@ func swarm(ctx context.Context, sb *sandbox.Sandbox, hosts int, img string, repl
 	}
 	run(mgr.Name, "docker", "service", "rm", "scalebench")
 	return times
+}
+
+// cpuBusy is the machine's CPU time so far, all CPUs, idle and iowait
+// left out (/proc/stat).
+func cpuBusy() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	benchkit.Check(err)
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
+	var ticks int64
+	for i, v := range f[1:] {
+		if i == 3 || i == 4 || i >= 8 {
+			continue
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		benchkit.Check(err)
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / 100 // USER_HZ
 }
 
 func countRunning(ctx context.Context, sb *sandbox.Sandbox, hosts int, filter string) int {
