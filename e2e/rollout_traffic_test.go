@@ -136,11 +136,17 @@ spec:
       - name: web
         image: fleet-demo:%s
         env: [{name: DEMO_READY_AFTER, value: %q}, {name: DEMO_EXIT_AFTER, value: %q}]
+        envFrom: [{configMapRef: {name: roll}}]
         ports: [{name: http, containerPort: 8080}]
         readinessProbe:
           httpGet: {path: /ready, port: http}
           periodSeconds: 1
           failureThreshold: 1
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: roll}
+data: {NOTE: one}
 ---
 apiVersion: v1
 kind: Service
@@ -197,6 +203,28 @@ func TestRollout_UnderTraffic(t *testing.T) {
 		if im := images(); im["fleet-demo:v2"] != 10 || len(im) != 1 {
 			t.Errorf("ready pods by image after the rollout: %v", im)
 		}
+	})
+	t.Run("editing the ConfigMap the pods consume rolls them and fails no request", func(t *testing.T) {
+		before := map[string]bool{}
+		for _, p := range getPodsJSON(t, state, "roll") {
+			before[p.Name] = true
+		}
+		l.reset()
+		cm := writeManifest(t, "roll-cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: roll}\ndata: {NOTE: two}\n")
+		if r := fleet(t, state, "apply", "-f", cm); r.code != 0 {
+			t.Fatalf("apply the ConfigMap: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		eventually(t, "ten ready pods, none of them from before the edit", func() bool {
+			pods := getPodsJSON(t, state, "roll")
+			for _, p := range pods {
+				if before[p.Name] || !p.Ready {
+					return false
+				}
+			}
+			return len(pods) == 10
+		})
+		time.Sleep(time.Second) // answers after the last replacement
+		l.checkNoFailures(t, "the ConfigMap edit")
 	})
 	t.Run("undo goes back to v1 and fails no request", func(t *testing.T) {
 		l.reset()

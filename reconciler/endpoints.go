@@ -109,7 +109,7 @@ func endpoints(svcs []*spec.Service, pods []PodStatus, templates map[string]*spe
 			spe := ServicePortEndpoints{Namespace: s.Namespace, Service: s.Name, Type: s.Type, Port: port,
 				Annotations: s.Annotations, Endpoints: []Endpoint{}}
 			for _, p := range pods {
-				t := templates[templateKey(p.Namespace, p.Owner, p.SpecHash)]
+				t := templateOf(templates, p)
 				if t == nil || !s.Selects(p.Namespace, t.Labels) {
 					continue
 				}

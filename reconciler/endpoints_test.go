@@ -57,3 +57,21 @@ func TestEndpoints(t *testing.T) {
 		}
 	})
 }
+
+// A pod whose consumed ConfigMap changed since it started carries a hash
+// no longer computed: it keeps serving, by its revision's template, until
+// the rolling update replaces it.
+func TestEndpoints_PodOfAnOlderConfig(t *testing.T) {
+	tmpl := &spec.PodTemplate{Labels: map[string]string{"app": "web"}, Spec: spec.PodSpec{Containers: []spec.Container{
+		{Name: "web", Ports: []spec.ContainerPort{{Name: "http", ContainerPort: 8080, Protocol: "TCP"}}}}}}
+	templates := map[string]*spec.PodTemplate{templateKey("default", "web", "new"): tmpl, revisionKey("default", "web", 3): tmpl}
+	old := PodStatus{Name: "web-1", Namespace: "default", Owner: "web", SpecHash: "old", Revision: 3, Node: "m1", Status: Running, Ready: true,
+		Containers: []ContainerStatus{{Name: "web", Ports: map[string]int{"8080/tcp": 32001}}}}
+	svc := &spec.Service{Type: "LoadBalancer", Selector: map[string]string{"app": "web"},
+		Ports: []spec.ServicePort{{Name: "http", Port: 80, Protocol: "TCP", TargetPort: spec.IntOrString{Str: "http", IsStr: true}}}}
+	svc.Namespace, svc.Name = "default", "web"
+	got := endpoints([]*spec.Service{svc}, []PodStatus{old}, templates, map[string]string{"m1": "10.0.0.1"}, nil)
+	if r := got[0].Ready(); len(r) != 1 || r[0] != "10.0.0.1:32001" {
+		t.Fatalf("ready endpoints %v, want the old pod's", r)
+	}
+}

@@ -3,6 +3,7 @@ package reconciler
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -48,7 +49,7 @@ func (h *Health) Sync(ctx context.Context, pods []PodStatus, templates map[strin
 	}
 	want := map[string]bool{}
 	for _, p := range pods {
-		tmpl := templates[templateKey(p.Namespace, p.Owner, p.SpecHash)]
+		tmpl := templateOf(templates, p)
 		if tmpl == nil || p.Status == Unknown {
 			continue
 		}
@@ -104,6 +105,22 @@ func (h *Health) Stop() {
 }
 
 func templateKey(ns, owner, hash string) string { return ns + "/" + owner + "@" + hash }
+
+// revisionKey keys the template of a Deployment's revision.
+func revisionKey(ns, owner string, rev int64) string {
+	return ns + "/" + owner + "#" + strconv.FormatInt(rev, 10)
+}
+
+// templateOf is the template pod p runs: by its spec hash, else by its
+// revision. A pod whose consumed ConfigMap or Secret changed since it
+// started carries a hash no longer computed; until it is replaced, it is
+// probed and serves as its revision's template says.
+func templateOf(templates map[string]*spec.PodTemplate, p PodStatus) *spec.PodTemplate {
+	if t := templates[templateKey(p.Namespace, p.Owner, p.SpecHash)]; t != nil {
+		return t
+	}
+	return templates[revisionKey(p.Namespace, p.Owner, p.Revision)]
+}
 
 func containerSpec(ps *spec.PodSpec, name string) *spec.Container {
 	for i := range ps.Containers {

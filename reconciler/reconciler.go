@@ -232,6 +232,7 @@ func (r *Reconciler) readDesired(ctx context.Context) ([]desired, map[string]*sp
 				// ports folded in.
 				templates[templateKey(o.Namespace, o.Name, old.PodSpecHash())] = &old.Template
 				templates[templateKey(o.Namespace, o.Name, podHash(o.Namespace, &old, svcs, cfg))] = &old.Template
+				templates[revisionKey(o.Namespace, o.Name, rv.Revision)] = &old.Template
 			}
 		}
 		templates[templateKey(o.Namespace, o.Name, d.PodSpecHash())] = &d.Template
@@ -243,6 +244,7 @@ func (r *Reconciler) readDesired(ctx context.Context) ([]desired, map[string]*sp
 		np := nodePortsFor(o.Namespace, &d.Template, svcs)
 		hash := podHash(o.Namespace, &d, svcs, cfg)
 		templates[templateKey(o.Namespace, o.Name, hash)] = &d.Template
+		templates[revisionKey(o.Namespace, o.Name, rev)] = &d.Template
 		dd := desired{deploy: &d, nodePorts: np, configs: cfg, workload: planner.Workload{
 			Namespace: o.Namespace, Name: o.Name, Replicas: d.Replicas, SpecHash: hash,
 			Revision: rev, MilliCPU: cpu, Memory: mem, NodeSelector: d.Template.Spec.NodeSelector,
