@@ -11,8 +11,8 @@ import (
 // hostPath types are checked on the machine before the container is
 // created, as the kubelet does: FileOrCreate and DirectoryOrCreate create
 // what is missing; File, Directory and Socket need that kind of thing
-// there, and a wrong one fails the pod with an event naming the volume,
-// the path and what was found.
+// there, and a wrong one fails the pod, taken down whole, with an event
+// naming the volume, the path and what was found.
 func TestVolumes_HostPathTypes(t *testing.T) {
 	const state = "hostpath.db"
 	uniq := fmt.Sprintf("%d-%d", os.Getpid(), time.Now().UnixNano()%1e6)
@@ -83,6 +83,9 @@ spec:
       containers:
       - name: web
         image: fleet-demo:v1
+      - name: side
+        image: fleet-demo:v1
+        env: [{name: ADDR, value: ":9090"}]
         volumeMounts: [{name: v, mountPath: /v}]
       volumes: [%s]
 `, bad.name, bad.volume))
@@ -97,6 +100,7 @@ spec:
 			if ev := fleet(t, state, "get", "events").stdout; !strings.Contains(ev, bad.want) {
 				t.Errorf("events do not say %q:\n%s", bad.want, ev)
 			}
+			// The pod's other container and sandbox are not left behind.
 			if n := len(getPodsJSON(t, state, bad.name)); n != 0 {
 				t.Errorf("%d pods of %s, want none", n, bad.name)
 			}

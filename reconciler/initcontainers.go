@@ -3,6 +3,7 @@ package reconciler
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -82,7 +83,7 @@ func (e *executor) runInits(ctx context.Context, dk Docker, s planner.Run, tpl *
 // takeDown removes what a pod that failed to start left: its init
 // containers, its sandbox and its emptyDir volumes.
 func takeDown(ctx context.Context, dk Docker, ns, pod string, tpl *spec.PodTemplate) {
-	for _, c := range tpl.Spec.InitContainers {
+	for _, c := range append(slices.Clip(tpl.Spec.InitContainers), tpl.Spec.Containers...) {
 		dk.ContainerRemove(ctx, ContainerName(ns, pod, c.Name), container.RemoveOptions{Force: true})
 	}
 	dk.ContainerRemove(ctx, ContainerName(ns, pod, SandboxName), container.RemoveOptions{Force: true})

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -622,7 +623,7 @@ func (e *executor) ensureImages(ctx context.Context, runs []planner.Run) map[str
 	users := map[string][]planner.Run{}
 	for _, r := range runs {
 		tpl := e.template(r)
-		images := tpl.Spec.Containers
+		images := append(slices.Clip(tpl.Spec.InitContainers), tpl.Spec.Containers...)
 		if sandboxed(tpl.Spec) {
 			images = append([]spec.Container{{Image: PauseImage}}, images...)
 		}
@@ -681,10 +682,13 @@ func (e *executor) start(ctx context.Context, s planner.Run) bool {
 	// containers are created meanwhile, and started after.
 	ready := make(chan struct{})
 	var sandboxErr error
+	// A pod runs whole or not at all: one that failed part way is taken
+	// down, and the next pass starts it afresh.
 	sandboxFailed := func(err error) bool {
 		err = fmt.Errorf("%s: pod %s: %w", s.Node, s.Pod, err)
 		e.fail(err)
 		e.event("Warning", "Failed", ns, s.Pod, s.Node, err.Error())
+		takeDown(context.WithoutCancel(ctx), dk, ns, s.Pod, tpl)
 		return false
 	}
 	if !sandboxed(tpl.Spec) {
@@ -742,10 +746,9 @@ func (e *executor) start(ctx context.Context, s planner.Run) bool {
 	if sandboxErr != nil {
 		return sandboxFailed(sandboxErr)
 	}
-	for _, err := range errs {
-		if err != nil {
-			return false // failed and said so
-		}
+	if slices.ContainsFunc(errs, func(err error) bool { return err != nil }) {
+		takeDown(context.WithoutCancel(ctx), dk, ns, s.Pod, tpl) // failed and said so
+		return false
 	}
 	e.r.inits.started(s.Workload)
 	cpu, mem := podRequests(tpl.Spec)
