@@ -136,7 +136,11 @@ spec:
       - name: prepare
         image: fleet-demo:v1
         command: ["/demo", "write", "/work/ready", "prepared"]
-        volumeMounts: [{name: work, mountPath: /work}]
+        volumeMounts: [{name: work, mountPath: /work}, {name: mem, mountPath: /mem}]
+      - name: memo
+        image: fleet-demo:v1
+        command: ["/demo", "write", "/mem/note", "kept in memory"]
+        volumeMounts: [{name: mem, mountPath: /mem}]
       - name: check
         image: fleet-demo:v1
         command: ["/demo", "read", "%s"]
@@ -144,9 +148,10 @@ spec:
       containers:
       - name: app
         image: fleet-demo:v1
-        volumeMounts: [{name: work, mountPath: /work}]
+        volumeMounts: [{name: work, mountPath: /work}, {name: mem, mountPath: /mem}]
       volumes:
       - {name: work, emptyDir: {}}
+      - {name: mem, emptyDir: {medium: Memory}}
 `
 
 // Init containers run in order, each to completion, before the pod's
@@ -163,6 +168,11 @@ func TestPod_InitContainers(t *testing.T) {
 	p := onePod(t, state, "inits")
 	if got := hostExec(t, p.Node, "docker", "exec", p.ContainerID, "/demo", "read", "/work/ready"); got != "prepared" {
 		t.Errorf("the app reads %q from what the init containers prepared", got)
+	}
+	// A memory emptyDir keeps what an init container wrote, though no
+	// container had it mounted between them (the sandbox holds it).
+	if got := hostExec(t, p.Node, "docker", "exec", p.ContainerID, "/demo", "read", "/mem/note"); got != "kept in memory" {
+		t.Errorf("the app reads %q from the memory emptyDir an init container wrote", got)
 	}
 	if out := hostExec(t, p.Node, "docker", "ps", "-a", "--filter", "label=fleet.init=true", "--filter", "label=fleet.pod="+p.Name, "--format", "{{.Names}}"); out != "" {
 		t.Errorf("init containers left after they succeeded:\n%s", out)

@@ -30,17 +30,20 @@ const (
 
 // sandboxed reports whether pods of ps get a sandbox: several
 // containers, init containers (which share the pod's network), or
-// ConfigMap or Secret files (written into the pod's
-// memory volumes through it, before any container starts).
+// memory volumes: ConfigMap or Secret files (written into them through
+// it, before any container starts) and emptyDirs of medium Memory. The
+// engine mounts a tmpfs volume while a container has it mounted, and
+// drops its content when the last one stops: the sandbox holds them
+// mounted for the pod's life.
 func sandboxed(ps spec.PodSpec) bool {
-	return len(ps.Containers) > 1 || len(ps.InitContainers) > 0 || len(configVolumes(ps)) > 0
+	return len(ps.Containers) > 1 || len(ps.InitContainers) > 0 || len(memoryVolumes(ps)) > 0
 }
 
-// configVolumes are ps's configMap and secret volumes.
-func configVolumes(ps spec.PodSpec) []spec.Volume {
+// memoryVolumes are ps's configMap, secret and emptyDir Memory volumes.
+func memoryVolumes(ps spec.PodSpec) []spec.Volume {
 	var out []spec.Volume
 	for _, v := range ps.Volumes {
-		if v.ConfigMap != nil || v.Secret != nil {
+		if v.ConfigMap != nil || v.Secret != nil || v.EmptyDir != nil && v.EmptyDir.Medium == "Memory" {
 			out = append(out, v)
 		}
 	}
@@ -87,13 +90,15 @@ func (e *executor) createSandbox(ctx context.Context, dk Docker, ns, owner strin
 	d := e.byKey[s.workload]
 	cfg, host := sandboxConfig(ns, owner, s.pod, s.revision, s.hash, s.tpl.Spec, d.nodePorts)
 	files := map[string][]configFile{}
-	for _, v := range configVolumes(s.tpl.Spec) {
-		fs, err := d.configs.files(ns, v)
-		if err != nil {
-			return "", nil, err
+	for _, v := range memoryVolumes(s.tpl.Spec) {
+		if v.EmptyDir == nil {
+			fs, err := d.configs.files(ns, v)
+			if err != nil {
+				return "", nil, err
+			}
+			files[v.Name] = fs
 		}
-		files[v.Name] = fs
-		vol, err := e.podMemoryVolume(ctx, dk, ns, s.pod, v.Name)
+		vol, err := e.podMemoryVolume(ctx, dk, ns, s.pod, v)
 		if err != nil {
 			return "", nil, err
 		}

@@ -120,17 +120,12 @@ func (e *executor) volumeMounts(ctx context.Context, dk Docker, ns, pod, machine
 	for _, m := range ct.VolumeMounts {
 		v := vols[m.Name]
 		switch {
+		case v.EmptyDir != nil && v.EmptyDir.Medium == "Memory":
+			// Made by the sandbox, which holds it (createSandbox).
+			mounts = append(mounts, mount.Mount{Type: mount.TypeVolume, Source: podVolume(ns, pod, v.Name), Target: m.MountPath, ReadOnly: m.ReadOnly})
 		case v.EmptyDir != nil:
 			name := podVolume(ns, pod, v.Name)
-			var opts map[string]string
-			if v.EmptyDir.Medium == "Memory" {
-				// A tmpfs the pod's containers share, as one volume.
-				opts = map[string]string{"type": "tmpfs", "device": "tmpfs"}
-				if v.EmptyDir.SizeLimit > 0 {
-					opts["o"] = fmt.Sprintf("size=%d", v.EmptyDir.SizeLimit)
-				}
-			}
-			if err := e.ensureVolume(ctx, dk, name, opts, map[string]string{LabelManaged: "true", LabelNamespace: ns, LabelPod: pod}); err != nil {
+			if err := e.ensureVolume(ctx, dk, name, nil, map[string]string{LabelManaged: "true", LabelNamespace: ns, LabelPod: pod}); err != nil {
 				return nil, nil, err
 			}
 			mounts = append(mounts, mount.Mount{Type: mount.TypeVolume, Source: name, Target: m.MountPath, ReadOnly: m.ReadOnly})
@@ -160,10 +155,20 @@ func (e *executor) volumeMounts(ctx context.Context, dk Docker, ns, pod, machine
 	return mounts, binds, nil
 }
 
-// podMemoryVolume creates a tmpfs volume of pod for volume vol.
-func (e *executor) podMemoryVolume(ctx context.Context, dk Docker, ns, pod, vol string) (string, error) {
-	name := podVolume(ns, pod, vol)
-	return name, e.ensureVolume(ctx, dk, name, map[string]string{"type": "tmpfs", "device": "tmpfs", "o": "mode=0755"},
+// podMemoryVolume creates the tmpfs volume of pod for v: a configMap
+// or secret volume (mode 0755, its files are written into it), or an
+// emptyDir of medium Memory (world-writable and sticky like /tmp, up to
+// its sizeLimit), which the pod's containers share.
+func (e *executor) podMemoryVolume(ctx context.Context, dk Docker, ns, pod string, v spec.Volume) (string, error) {
+	name := podVolume(ns, pod, v.Name)
+	o := "mode=0755"
+	if v.EmptyDir != nil {
+		o = "mode=1777"
+		if v.EmptyDir.SizeLimit > 0 {
+			o += fmt.Sprintf(",size=%d", v.EmptyDir.SizeLimit)
+		}
+	}
+	return name, e.ensureVolume(ctx, dk, name, map[string]string{"type": "tmpfs", "device": "tmpfs", "o": o},
 		map[string]string{LabelManaged: "true", LabelNamespace: ns, LabelPod: pod})
 }
 
