@@ -168,6 +168,21 @@ func TestConfig_ConfigMapAndSecret(t *testing.T) {
 			t.Errorf("/etc/app/GREETING after the edit = %q", got)
 		}
 	})
+	t.Run("the same manifests read from another file change nothing", func(t *testing.T) {
+		before := getPodsJSON(t, state, "cfg")
+		moved := writeManifest(t, "cfg-v2-moved.yaml", "# moved here, a line lower\n"+fmt.Sprintf(configManifest, "bonjour", "ABC"))
+		r := fleet(t, state, "apply", "-f", moved)
+		if r.code != 0 {
+			t.Fatalf("apply: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		if !strings.Contains(r.stdout, "secret/db unchanged") {
+			t.Errorf("apply of the same Secret from another file:\n%s", r.stdout)
+		}
+		after := getPodsJSON(t, state, "cfg")
+		if len(after) != len(before) || !sameContainers(before, after) {
+			t.Errorf("pods replaced by applying the same manifests from another file:\nbefore %+v\nafter  %+v", before, after)
+		}
+	})
 	t.Run("a reference to a missing Secret changes nothing", func(t *testing.T) {
 		bad := writeManifest(t, "cfg-bad.yaml", strings.Replace(fmt.Sprintf(configManifest, "hi", "X"), "secretKeyRef: {name: db,", "secretKeyRef: {name: nodb,", 1))
 		r := fleet(t, state, "apply", "-f", bad)

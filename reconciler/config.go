@@ -17,10 +17,12 @@ import (
 type configs struct {
 	maps    map[string]*spec.ConfigMap
 	secrets map[string]*spec.Secret
-	// secretGens are the Secrets' generations: a pod's hash folds in
-	// these, not its values' hashes, which would let anyone who sees a
-	// container's labels test guesses of a weak value.
-	secretGens map[string]int64
+	// secretGens are the Secrets' versions, "created.generation": a
+	// pod's hash folds in these, not its values' hashes, which would let
+	// anyone who sees a container's labels test guesses of a weak value.
+	// Any change to a Secret, or deleting and creating it again, changes
+	// its version; applying it unchanged (from another file too) does not.
+	secretGens map[string]string
 	// secretsErr is why the Secrets could not be read, if they could not.
 	secretsErr error
 }
@@ -28,7 +30,7 @@ type configs struct {
 // readConfigs reads every ConfigMap and Secret (the store decrypts
 // Secrets).
 func (r *Reconciler) readConfigs(ctx context.Context) (*configs, error) {
-	c := &configs{maps: map[string]*spec.ConfigMap{}, secrets: map[string]*spec.Secret{}, secretGens: map[string]int64{}}
+	c := &configs{maps: map[string]*spec.ConfigMap{}, secrets: map[string]*spec.Secret{}, secretGens: map[string]string{}}
 	maps, err := r.Store.List(ctx, spec.KindConfigMap, "")
 	if err != nil {
 		return nil, err
@@ -54,7 +56,7 @@ func (r *Reconciler) readConfigs(ctx context.Context) (*configs, error) {
 			return nil, fmt.Errorf("decode Secret %s/%s from the state file: %w", o.Namespace, o.Name, err)
 		}
 		c.secrets[o.Namespace+"/"+o.Name] = &s
-		c.secretGens[o.Namespace+"/"+o.Name] = o.Generation
+		c.secretGens[o.Namespace+"/"+o.Name] = fmt.Sprintf("%d.%d", o.CreatedAt.UnixNano(), o.Generation)
 	}
 	return c, nil
 }
@@ -156,7 +158,7 @@ func (c *configs) env(ns string, ct spec.Container) ([]string, error) {
 // hash folds what template t consumes from ConfigMaps and Secrets in ns
 // into its hash: a change of a consumed value replaces the pods (a
 // rolling update), which Kubernetes does not do. ConfigMap values enter
-// as their own hashes; a Secret by its generation (any change to it).
+// as their own hashes; a Secret by its version (secretGens).
 func (c *configs) hash(ns string, t *spec.PodTemplate, base string) string {
 	refs := t.ConfigRefs()
 	if len(refs) == 0 {
@@ -170,7 +172,7 @@ func (c *configs) hash(ns string, t *spec.PodTemplate, base string) string {
 			continue
 		}
 		if ref.Kind == spec.KindSecret {
-			parts = append(parts, fmt.Sprintf("%s/%s@%d", ref.Kind, ref.Name, c.secretGens[ns+"/"+ref.Name]))
+			parts = append(parts, ref.Kind+"/"+ref.Name+"@"+c.secretGens[ns+"/"+ref.Name])
 			continue
 		}
 		for k, v := range vals {

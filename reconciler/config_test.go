@@ -12,7 +12,7 @@ func TestConfigs_EnvAndHash(t *testing.T) {
 	c := &configs{
 		maps:       map[string]*spec.ConfigMap{"default/app": {Data: map[string]string{"MODE": "dev", "GREETING": "hello"}}},
 		secrets:    map[string]*spec.Secret{"default/db": {Data: map[string][]byte{"password": []byte("pw1")}}},
-		secretGens: map[string]int64{"default/db": 1},
+		secretGens: map[string]string{"default/db": "100.1"},
 	}
 	ct := spec.Container{Name: "web",
 		EnvFrom: []spec.EnvFromSource{{Prefix: "CFG_", ConfigMapRef: &spec.ObjRef{Name: "app"}}},
@@ -43,9 +43,14 @@ func TestConfigs_EnvAndHash(t *testing.T) {
 		t.Fatalf("hash with consumed config = %q", h1)
 	}
 	c.secrets["default/db"].Data["password"] = []byte("pw2")
-	c.secretGens["default/db"] = 2 // the store bumps it with the value
-	if h2 := c.hash("default", tpl, "0123456789"); h2 == h1 {
+	c.secretGens["default/db"] = "100.2" // the store bumps it with the value
+	h2 := c.hash("default", tpl, "0123456789")
+	if h2 == h1 {
 		t.Error("a changed secret left the pod hash unchanged")
+	}
+	c.secretGens["default/db"] = "200.1" // deleted and created again
+	if h := c.hash("default", tpl, "0123456789"); h == h1 || h == h2 {
+		t.Error("a Secret deleted and created again left the pod hash unchanged")
 	}
 	c.maps["default/app"].Data["GREETING"] = "bonjour"
 	if h3 := c.hash("default", tpl, "0123456789"); h3 == h1 {
@@ -64,7 +69,7 @@ func TestConfigs_EnvAndHash(t *testing.T) {
 
 func TestConfigs_SecretsUnreadable(t *testing.T) {
 	c := &configs{maps: map[string]*spec.ConfigMap{"default/app": {Data: map[string]string{"MODE": "dev"}}},
-		secrets: map[string]*spec.Secret{}, secretGens: map[string]int64{}, secretsErr: errors.New("no key")}
+		secrets: map[string]*spec.Secret{}, secretGens: map[string]string{}, secretsErr: errors.New("no key")}
 	plain := spec.Container{Name: "web", Env: []spec.EnvVar{{Name: "MODE", ValueFrom: &spec.EnvVarSource{ConfigMapKeyRef: &spec.KeyRef{Name: "app", Key: "MODE"}}}}}
 	if env, err := c.env("default", plain); err != nil || len(env) != 1 {
 		t.Errorf("a container that needs no Secret: env %v, err %v", env, err)

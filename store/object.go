@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -91,7 +92,7 @@ func (s *Store) applyOne(ctx context.Context, tx *sql.Tx, w Write, now time.Time
 			w.Kind, w.Namespace, w.Name, stored, now.UnixNano(), now.UnixNano())
 	case err != nil:
 		return a, err
-	case bytes.Equal(spec, w.Spec):
+	case SameSpec(spec, w.Spec):
 		a.Outcome, a.Generation = Unchanged, gen
 	default:
 		a.Outcome, a.Generation = Configured, gen+1
@@ -113,6 +114,31 @@ func (s *Store) applyOne(ctx context.Context, tx *sql.Tx, w Write, now time.Time
 		a.Revision = rev
 	}
 	return a, nil
+}
+
+// SameSpec reports whether two stored specs say the same: equal but for
+// their top-level "source", where the object was read from (a manifest
+// moved to another file, or a line added above it, changes nothing; the
+// record keeps where it was first read).
+func SameSpec(a, b []byte) bool {
+	if bytes.Equal(a, b) {
+		return true
+	}
+	var ma, mb map[string]json.RawMessage
+	if json.Unmarshal(a, &ma) != nil || json.Unmarshal(b, &mb) != nil {
+		return false
+	}
+	delete(ma, "source")
+	delete(mb, "source")
+	if len(ma) != len(mb) {
+		return false
+	}
+	for k, v := range ma {
+		if w, ok := mb[k]; !ok || !bytes.Equal(v, w) {
+			return false
+		}
+	}
+	return true
 }
 
 // sealIfSecret is w's spec as the objects table stores it: encrypted for

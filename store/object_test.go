@@ -155,3 +155,20 @@ func TestStore_CrashBetweenWrites(t *testing.T) {
 		t.Fatalf("after a crash mid-transaction: %d objects, %v", len(objs), err)
 	}
 }
+
+func TestSameSpec(t *testing.T) {
+	for _, tt := range []struct {
+		a, b string
+		want bool
+	}{
+		{`{"kind":"Secret","data":{"k":"djE="}}`, `{"kind":"Secret","data":{"k":"djE="}}`, true},
+		{`{"kind":"Secret","data":{"k":"djE="},"source":{"file":"a.yaml","line":1}}`, `{"kind":"Secret","data":{"k":"djE="},"source":{"file":"b/a.yaml","line":3}}`, true},
+		{`{"kind":"Secret","data":{"k":"djE="},"source":{"file":"a.yaml"}}`, `{"kind":"Secret","data":{"k":"djI="},"source":{"file":"a.yaml"}}`, false},
+		{`{"kind":"Secret","labels":{"a":"b"}}`, `{"kind":"Secret"}`, false},
+		{`{"kind":"Secret","source":{"line":1}}`, `{"kind":"Secret","source":{"line":1},"type":"Opaque"}`, false},
+	} {
+		if got := SameSpec([]byte(tt.a), []byte(tt.b)); got != tt.want {
+			t.Errorf("SameSpec(%s, %s) = %v, want %v", tt.a, tt.b, got, tt.want)
+		}
+	}
+}

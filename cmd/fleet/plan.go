@@ -120,7 +120,7 @@ func changes(ctx context.Context, st *store.Store, ws []store.Write) ([]objectCh
 		if ok {
 			c.old = cur.Spec
 			c.outcome = store.Configured
-			if bytes.Equal(cur.Spec, w.Spec) {
+			if store.SameSpec(cur.Spec, w.Spec) {
 				c.outcome = store.Unchanged
 			}
 		}
