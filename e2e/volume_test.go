@@ -113,4 +113,23 @@ func TestVolumes_ClaimOutlivesPods(t *testing.T) {
 			t.Errorf("get pvc after delete:\n%s", pvc)
 		}
 	})
+	t.Run("Retain, set after the claim was bound, keeps the volume", func(t *testing.T) {
+		if r := fleet(t, state, "apply", "-f", m); r.code != 0 {
+			t.Fatalf("apply: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		node := onePod(t, state, "db").Node
+		t.Cleanup(func() { hostExec(t, node, "docker", "volume", "rm", "-f", "fleet_default_claim_db-data") })
+		retain := writeManifest(t, "db-retain.yaml", strings.Replace(volumeManifest, "metadata: {name: db-data}",
+			"metadata: {name: db-data, annotations: {fleet.dev/reclaim-policy: Retain}}", 1))
+		if r := fleet(t, state, "apply", "-f", retain); r.code != 0 {
+			t.Fatalf("apply: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		if r := fleet(t, state, "delete", "-f", retain); r.code != 0 {
+			t.Fatalf("delete: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		fleet(t, state, "reconcile", "--wait-lease")
+		if !strings.Contains(hostExec(t, node, "docker", "volume", "ls", "-q"), "claim_db-data") {
+			t.Errorf("the volume of a claim annotated Retain after binding was deleted with it")
+		}
+	})
 }

@@ -237,8 +237,9 @@ func removePodVolumes(ctx context.Context, dk Docker, ns, pod string) error {
 	return nil
 }
 
-// releaseClaims removes the volumes of deleted claims whose reclaim
-// policy is Delete, and forgets the bindings of deleted claims; a volume
+// releaseClaims keeps the bindings' reclaim policies those of their
+// claims, removes the volumes of deleted claims whose reclaim policy is
+// Delete, and forgets the bindings of deleted claims; a volume
 // still in use (its pod not stopped yet) is tried again next pass.
 func (r *Reconciler) releaseClaims(ctx context.Context, c *claims, obs Observed) []error {
 	var errs []error
@@ -247,10 +248,23 @@ func (r *Reconciler) releaseClaims(ctx context.Context, c *claims, obs Observed)
 		ready[n.Name] = n.Status == "Ready"
 	}
 	for _, key := range sortedKeys(c.bindings) {
-		if _, ok := c.objs[key]; ok {
+		b := c.bindings[key]
+		if pvc, ok := c.objs[key]; ok {
+			// The binding follows the claim's reclaim policy as edited
+			// since it was bound: deleting the claim acts on the latest.
+			if p := pvc.ReclaimPolicy(); p != b.Policy {
+				b.Policy = p
+				raw, _ := json.Marshal(b)
+				r.claimMu.Lock()
+				err := r.Store.PutBlob(ctx, ClaimPrefix+key, raw, r.now())
+				r.claimMu.Unlock()
+				if err != nil {
+					errs = append(errs, err)
+				}
+				c.bindings[key] = b
+			}
 			continue
 		}
-		b := c.bindings[key]
 		if b.Policy != "Retain" {
 			if !ready[b.Machine] {
 				continue // its machine is away: later
