@@ -188,6 +188,23 @@ func (c *configs) hash(ns string, t *spec.PodTemplate, base string) string {
 	return hex.EncodeToString(sum[:])[:len(base)]
 }
 
+// podFiles are the files of every configMap and secret volume of ps,
+// by volume.
+func (c *configs) podFiles(ns string, ps spec.PodSpec) (map[string][]configFile, error) {
+	out := map[string][]configFile{}
+	for _, v := range ps.Volumes {
+		if v.ConfigMap == nil && v.Secret == nil {
+			continue
+		}
+		fs, err := c.files(ns, v)
+		if err != nil {
+			return nil, err
+		}
+		out[v.Name] = fs
+	}
+	return out, nil
+}
+
 // files are the files of configMap or secret volume v in ns: every key,
 // or its items. A missing object or key not optional is an error.
 func (c *configs) files(ns string, v spec.Volume) ([]configFile, error) {

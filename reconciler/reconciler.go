@@ -909,6 +909,7 @@ func (e *executor) startContainer(ctx context.Context, dk Docker, s planner.Run,
 	cfg, host := containerConfig(ns, owner, s.Pod, s.Revision, s.SpecHash, tpl.Spec, c, env, mounts, binds, d.nodePorts[c.Name])
 	if sandboxID != "" {
 		joinSandbox(cfg, host, sandboxID)
+		passesRestart(tpl.Spec, host)
 	}
 	name := ContainerName(ns, s.Pod, c.Name)
 	id, err := createOrAdopt(ctx, dk, cfg, host, name)

@@ -12,6 +12,7 @@ import (
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/errdefs"
 
+	"github.com/fleetdev/fleet/planner"
 	"github.com/fleetdev/fleet/spec"
 )
 
@@ -70,7 +71,22 @@ func sandboxConfig(ns, owner, pod string, rev int64, hash string, ps spec.PodSpe
 	delete(cfg.Labels, LabelProbes)
 	cfg.Entrypoint, cfg.Cmd = nil, nil
 	host.Resources = container.Resources{}
+	passesRestart(ps, host)
 	return cfg, host
+}
+
+// passesRestart leaves restarting the containers of a pod with memory
+// volumes to fleet's passes: after a reboot those volumes are empty, so
+// the engine must not bring the pod back alone; a pass starts its
+// sandbox, writes the files and runs the init containers again
+// (restartSandbox). Nor may the engine try to start a container whose
+// sandbox is not running: the failed start unbalances the engine's count
+// of a tmpfs volume's users (Docker 20.10), after which the sandbox and
+// its containers see different tmpfs mounts.
+func passesRestart(ps spec.PodSpec, host *container.HostConfig) {
+	if len(memoryVolumes(ps)) > 0 {
+		host.RestartPolicy = container.RestartPolicy{Name: container.RestartPolicyDisabled}
+	}
 }
 
 // joinSandbox makes a container of a sandboxed pod join the sandbox's
@@ -89,15 +105,11 @@ func joinSandbox(cfg *container.Config, host *container.HostConfig, sandboxID st
 func (e *executor) createSandbox(ctx context.Context, dk Docker, ns, owner string, s runSpec) (string, map[string][]configFile, error) {
 	d := e.byKey[s.workload]
 	cfg, host := sandboxConfig(ns, owner, s.pod, s.revision, s.hash, s.tpl.Spec, d.nodePorts)
-	files := map[string][]configFile{}
+	files, err := d.configs.podFiles(ns, s.tpl.Spec)
+	if err != nil {
+		return "", nil, err
+	}
 	for _, v := range memoryVolumes(s.tpl.Spec) {
-		if v.EmptyDir == nil {
-			fs, err := d.configs.files(ns, v)
-			if err != nil {
-				return "", nil, err
-			}
-			files[v.Name] = fs
-		}
 		vol, err := e.podMemoryVolume(ctx, dk, ns, s.pod, v)
 		if err != nil {
 			return "", nil, err
@@ -119,6 +131,12 @@ func (e *executor) runSandbox(ctx context.Context, dk Docker, id string, files m
 	if err := dk.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
 		return fmt.Errorf("start the pod's sandbox: %w", err)
 	}
+	return writeFiles(ctx, dk, id, files)
+}
+
+// writeFiles writes the files of a pod's configMap and secret volumes
+// through its running sandbox, which holds them mounted.
+func writeFiles(ctx context.Context, dk Docker, id string, files map[string][]configFile) error {
 	for _, vol := range sortedKeys(files) {
 		tarball, err := tarOf(files[vol])
 		if err != nil {
@@ -169,20 +187,43 @@ type runSpec struct {
 
 // restartSandbox starts a sandboxed pod's lost sandbox again (a no-op
 // when the engine already did) and then its containers, which must join
-// its new network namespace.
+// its new network namespace. As Kubernetes does for a new sandbox, the
+// init containers run again first, and the ConfigMap and Secret files
+// are written again: after a reboot, when every container of the pod
+// stopped at once, its memory volumes are empty.
 func (e *executor) restartSandbox(ctx context.Context, dk Docker, p PodStatus) error {
+	fail := func(step string, err error) error {
+		return fmt.Errorf("restart the sandbox of %s: %s: %w", p.Name, step, err)
+	}
 	if err := dk.ContainerStart(ctx, p.Sandbox.ID, container.StartOptions{}); err != nil {
-		return fmt.Errorf("restart the sandbox of %s: %w", p.Name, err)
+		return fail("start it", err)
 	}
 	zero := 0
 	for _, c := range p.Containers {
 		if c.State == "running" {
 			if err := dk.ContainerStop(ctx, c.ID, container.StopOptions{Timeout: &zero}); err != nil && !errdefs.IsNotFound(err) {
-				return fmt.Errorf("restart container %s of %s: %w", c.Name, p.Name, err)
+				return fail("stop container "+c.Name, err)
 			}
 		}
+	}
+	if tpl := templateOf(e.templates, p); tpl != nil {
+		files, err := e.byKey[p.Namespace+"/"+p.Owner].configs.podFiles(p.Namespace, tpl.Spec)
+		if err == nil {
+			err = writeFiles(ctx, dk, p.Sandbox.ID, files)
+		}
+		if err != nil {
+			return fail("write the ConfigMap and Secret files", err)
+		}
+		if len(tpl.Spec.InitContainers) > 0 {
+			run := planner.Run{Workload: p.Namespace + "/" + p.Owner, Pod: p.Name, Node: p.Node, Revision: p.Revision, SpecHash: p.SpecHash}
+			if err := e.runInits(ctx, dk, run, tpl, p.Sandbox.ID); err != nil {
+				return fail("init containers", err)
+			}
+		}
+	}
+	for _, c := range p.Containers {
 		if err := dk.ContainerStart(ctx, c.ID, container.StartOptions{}); err != nil {
-			return fmt.Errorf("restart container %s of %s: %w", c.Name, p.Name, err)
+			return fail("start container "+c.Name, err)
 		}
 	}
 	return nil
