@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 const configManifest = `apiVersion: v1
@@ -264,5 +265,69 @@ func TestNamespaces_SideBySide(t *testing.T) {
 	}
 	if out := fleet(t, state, "get", "cm", "-A").stdout; strings.Contains(out, "dev") {
 		t.Errorf("get cm -A still lists dev's ConfigMap:\n%s", out)
+	}
+}
+
+const heldManifest = `apiVersion: v1
+kind: ConfigMap
+metadata: {name: held}
+data: {DEMO_READY_AFTER: %q}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: held}
+spec:
+  replicas: 3
+  progressDeadlineSeconds: 8
+  template:
+    spec:
+      containers:
+      - name: web
+        image: fleet-demo:v1
+        envFrom: [{configMapRef: {name: held}}]
+        ports: [{name: http, containerPort: 8080}]
+        readinessProbe:
+          httpGet: {path: /ready, port: http}
+          periodSeconds: 1
+`
+
+// A ConfigMap edit whose pods never become ready cannot be rolled back
+// by going back to an earlier template (the template did not change):
+// the rollout fails and is held on the pods of before, which keep
+// running, instead of replacing them one by one with failing pods;
+// applying the ConfigMap as it was ends it.
+func TestConfig_BrokenConfigIsHeld(t *testing.T) {
+	const state = "held.db"
+	startServe(t, state, "--lb-address", "", "--admin-address", "", "--ingress-http", "", "--ingress-https", "")
+	good := writeManifest(t, "held.yaml", fmt.Sprintf(heldManifest, "0s"))
+	bad := writeManifest(t, "held-bad.yaml", fmt.Sprintf(heldManifest, "1h"))
+	t.Cleanup(func() { fleet(t, state, "delete", "-f", good) })
+	applyComplete(t, state, good, "held")
+	before := getPodsJSON(t, state, "held")
+	r := fleet(t, state, "apply", "-f", bad, "--timeout", "90s")
+	if r.code != 1 || !strings.Contains(r.stderr, "which fleet cannot roll back: the pods of before are kept") {
+		t.Fatalf("apply of a ConfigMap that breaks the pods: exit %d, want 1 saying the rollout is held\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	time.Sleep(3 * time.Second) // passes after the failure change nothing
+	after := getPodsJSON(t, state, "held")
+	if !sameContainers(before, after) {
+		t.Errorf("pods after the failed ConfigMap edit:\n%+v\nwant the pods of before:\n%+v", after, before)
+	}
+	for _, p := range after {
+		if !p.Ready {
+			t.Errorf("pod %s of before is not ready", p.Name)
+		}
+	}
+	if st := fleet(t, state, "rollout", "status", "deploy/held", "--timeout", "2s"); st.code != 1 || !strings.Contains(st.stderr, "fix it and apply it again") {
+		t.Errorf("rollout status of a held rollout: exit %d\n%s%s", st.code, st.stdout, st.stderr)
+	}
+	if r := fleet(t, state, "apply", "-f", good); r.code != 0 {
+		t.Fatalf("apply of the ConfigMap as it was: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if st := fleet(t, state, "rollout", "status", "deploy/held", "--timeout", "30s"); st.code != 0 {
+		t.Errorf("rollout status after the fix: exit %d\n%s%s", st.code, st.stdout, st.stderr)
+	}
+	if !sameContainers(before, getPodsJSON(t, state, "held")) {
+		t.Errorf("going back to the ConfigMap of the running pods replaced them")
 	}
 }

@@ -232,6 +232,9 @@ func TestRollout_UnderTraffic(t *testing.T) {
 			t.Fatalf("undo: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 		}
 		eventually(t, "only v1 answering", func() bool { return l.onlyLately("v1", 100) })
+		if r := fleet(t, state, "rollout", "status", "deploy/roll", "--timeout", "60s"); r.code != 0 {
+			t.Fatalf("rollout status after the undo: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
 		got := l.checkNoFailures(t, "undo")
 		if got["v1"] == 0 || got["v2"] == 0 {
 			t.Errorf("answers %v: want both versions during the undo", got)

@@ -58,6 +58,12 @@ type RolloutState struct {
 	FailedReason   string `json:"failedReason,omitempty"`
 	// RolledBackTo is the revision whose template the rollback took.
 	RolledBackTo int64 `json:"rolledBackTo,omitempty"`
+	// Held is a failed rollout whose template did not change (what did
+	// is the ConfigMap or Secret values its pods consume, or their node
+	// ports), so there is no template to go back to: the pods of
+	// StableHash stay, the new ones go, until the Deployment's pods'
+	// hash changes again.
+	Held bool `json:"held,omitempty"`
 
 	// promote is the mark `fleet rollout promote` left (the store's own
 	// column; see PromoteMark).
@@ -165,8 +171,9 @@ func (r *Reconciler) progress(ro *rolling, obs Observed, now time.Time) {
 		return total == w.Replicas && count[hash] == total && ready[hash] == total
 	}
 	if st.Revision != w.Revision || st.Hash != w.SpecHash {
-		if st.Hash != "" && st.Phase != PhaseComplete && complete(st.Hash) {
-			// The previous rollout finished, unseen until now.
+		if st.Hash != "" && st.Phase != PhaseComplete && (complete(st.Hash) || ready[st.Hash] >= w.Replicas && w.Replicas > 0) {
+			// The previous rollout finished, unseen until now (its pods
+			// all ready, while the last old ones drain).
 			st.StableRevision, st.StableHash = st.Revision, st.Hash
 		}
 		failed, reason, to := st.FailedRevision, st.FailedReason, st.RolledBackTo
@@ -205,6 +212,13 @@ func (r *Reconciler) progress(ro *rolling, obs Observed, now time.Time) {
 		return
 	}
 	if st.Phase == PhaseFailed {
+		// Nothing to go back to: no more replacing, until a change.
+		if st.Held {
+			w.Stable = &planner.Stable{SpecHash: st.StableHash, Revision: st.StableRevision}
+			w.NewReplicas = 0
+		} else {
+			w.Paused = true
+		}
 		return
 	}
 	if newCrashing > 0 && st.StableHash != "" && st.StableHash != st.Hash {
@@ -363,6 +377,17 @@ func (r *Reconciler) rollBack(ctx context.Context, ro *rolling, reason string) e
 	if stable == nil {
 		st.Phase, st.Message = PhaseFailed, fmt.Sprintf("revision %d failed: %s; revision %d to go back to is no longer kept", failedRev, reason, st.StableRevision)
 		ev("Warning", "RolloutFailed", st.Message)
+		return nil
+	}
+	if stable.PodSpecHash() == ro.d.deploy.PodSpecHash() {
+		// The template is the stable one: a consumed ConfigMap or Secret
+		// (or a node port) changed, which fleet cannot take back. The
+		// pods of before stay, the new ones go, until it changes again.
+		st.Phase, st.Held, st.Split, st.Weight = PhaseFailed, true, false, 0
+		st.Message = fmt.Sprintf("the new pods failed: %s; what changed is not the template but a ConfigMap or Secret they consume (or their node ports), "+
+			"which fleet cannot roll back: the pods of before are kept; fix it and apply it again", reason)
+		ev("Warning", "RolloutFailed", st.Message)
+		r.log().Warn("rollout failed; held on the pods of before", "deployment", ro.key, "reason", reason)
 		return nil
 	}
 	cause := fmt.Sprintf("automatic rollback: revision %d %s", failedRev, reason)

@@ -252,6 +252,20 @@ func converge(cmd *cobra.Command, s *session, g *globals, opts reconciler.Option
 		}
 		return true
 	}
+	// A rollout held on the pods of before (its new pods failed, and
+	// what changed is not the template) is as far as a wait can go.
+	held := func(res reconciler.Result) error {
+		var msgs []string
+		for _, key := range slices.Sorted(maps.Keys(res.Rollouts)) {
+			if st := res.Rollouts[key]; st.Held && st.Phase == reconciler.PhaseFailed {
+				msgs = append(msgs, "deployment "+key+": "+st.Message)
+			}
+		}
+		if len(msgs) == 0 || !res.Plan.Empty() || len(res.Restarts) > 0 {
+			return nil
+		}
+		return &exitError{code: 1, err: errors.New("rollout failed: " + strings.Join(msgs, "; "))}
+	}
 	var last string
 	for pass := 1; ; pass++ {
 		lease, err := s.store.AcquireLease(ctx, reconciler.LeaseName, holder, 30*time.Second, time.Now())
@@ -266,6 +280,9 @@ func converge(cmd *cobra.Command, s *session, g *globals, opts reconciler.Option
 			}
 			if paused(res) {
 				return nil
+			}
+			if err := held(res); err != nil {
+				return err
 			}
 			msg := fmt.Sprintf("waiting for %s: %s; %d/%d replicas running the current template", lease.Holder, res.Summary(), res.Current, res.Desired)
 			if msg != last {
@@ -300,6 +317,9 @@ func converge(cmd *cobra.Command, s *session, g *globals, opts reconciler.Option
 		}
 		if paused(res) {
 			return nil
+		}
+		if err := held(res); err != nil {
+			return err
 		}
 		if len(res.Plan.Unplaceable) > 0 && res.Plan.Empty() {
 			return &exitError{code: 1, err: errors.New("not converged: some replicas cannot be placed (see above)")}
