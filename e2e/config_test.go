@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -212,6 +213,14 @@ apiVersion: v1
 kind: ConfigMap
 metadata: {name: shop}
 data: {color: blue}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: shop}
+spec:
+  type: NodePort
+  selector: {app: shop}
+  ports: [{port: 80, targetPort: http}]
 `
 
 // The same manifests applied with -n dev and -n prod run side by side on
@@ -245,6 +254,23 @@ func TestNamespaces_SideBySide(t *testing.T) {
 	}
 	if out := fleet(t, state, "get", "cm", "-A").stdout; !strings.Contains(out, "dev") || !strings.Contains(out, "prod") {
 		t.Errorf("get cm -A:\n%s", out)
+	}
+	// Node ports are allocated apart; a load balancer port, on fleet's one
+	// load balancer address, can serve only one namespace: refused, naming
+	// the holder, and nothing of that apply is kept.
+	if out := fleet(t, state, "get", "svc", "-A").stdout; len(regexp.MustCompile(`80:(\d+)/TCP`).FindAllString(out, -1)) != 2 {
+		t.Errorf("get svc -A, want the NodePort Service in both namespaces:\n%s", out)
+	}
+	lb := writeManifest(t, "shop-lb.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: shop-lb}\ndata: {a: b}\n---\n"+
+		"apiVersion: v1\nkind: Service\nmetadata: {name: shop-lb}\nspec:\n  type: LoadBalancer\n  selector: {app: shop}\n  ports: [{port: 18099, targetPort: http}]\n")
+	if r := fleet(t, state, "apply", "-n", "dev", "-f", lb); r.code != 0 {
+		t.Fatalf("apply -n dev the LoadBalancer Service: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := fleet(t, state, "apply", "-n", "prod", "-f", lb); r.code == 0 || !strings.Contains(r.stderr, "18099/TCP on the load balancer is already used by service dev/shop-lb") {
+		t.Errorf("apply -n prod of a LoadBalancer port dev holds: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if out := fleet(t, state, "get", "svc,cm", "-n", "prod").stdout; strings.Contains(out, "shop-lb") {
+		t.Errorf("the refused apply left objects in prod:\n%s", out)
 	}
 	r := fleet(t, state, "delete", "ns/dev")
 	if r.code == 0 || !strings.Contains(r.stderr, "--yes") {

@@ -88,6 +88,11 @@ func writes(ctx context.Context, st *store.Store, objs []spec.Object, cause stri
 		return nil, err
 	}
 	problems = append(problems, missing...)
+	lbTaken, err := checkLoadBalancerPorts(ctx, st, objs)
+	if err != nil {
+		return nil, err
+	}
+	problems = append(problems, lbTaken...)
 	for _, o := range objs {
 		m := o.Metadata()
 		ns := m.Namespace

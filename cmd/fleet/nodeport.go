@@ -92,3 +92,48 @@ func allocateNodePorts(ctx context.Context, st *store.Store, objs []spec.Object)
 	}
 	return problems, nil
 }
+
+// checkLoadBalancerPorts refuses a port of a LoadBalancer Service in objs
+// that another LoadBalancer Service (of any namespace) already has: they
+// all listen on fleet's one load balancer address.
+func checkLoadBalancerPorts(ctx context.Context, st *store.Store, objs []spec.Object) ([]string, error) {
+	stored, err := st.List(ctx, "Service", "")
+	if err != nil {
+		return nil, err
+	}
+	type holder struct{ ns, name string }
+	applying := map[holder]bool{}
+	for _, o := range objs {
+		if m := o.Metadata(); m.Kind == spec.KindService {
+			applying[holder{m.Namespace, m.Name}] = true
+		}
+	}
+	taken := map[string]holder{} // port/protocol → Service
+	for _, o := range stored {
+		var s spec.Service
+		if json.Unmarshal(o.Spec, &s) != nil || s.Type != spec.ServiceLoadBalancer || applying[holder{o.Namespace, o.Name}] {
+			continue
+		}
+		for _, p := range s.Ports {
+			taken[fmt.Sprintf("%d/%s", p.Port, p.Protocol)] = holder{o.Namespace, o.Name}
+		}
+	}
+	var problems []string
+	for _, o := range objs {
+		s, ok := o.(*spec.Service)
+		if !ok || s.Type != spec.ServiceLoadBalancer {
+			continue
+		}
+		for i, p := range s.Ports {
+			key := fmt.Sprintf("%d/%s", p.Port, p.Protocol)
+			if h, dup := taken[key]; dup && h != (holder{s.Namespace, s.Name}) {
+				problems = append(problems, fmt.Sprintf("%s:%d: Service/%s: spec.ports[%d].port: %s on the load balancer is already used by service %s/%s "+
+					"(every LoadBalancer Service listens on fleet's one load balancer address): choose another port",
+					s.Source.File, s.Source.Line, s.Name, i, key, h.ns, h.name))
+				continue
+			}
+			taken[key] = holder{s.Namespace, s.Name}
+		}
+	}
+	return problems, nil
+}
