@@ -241,7 +241,9 @@ func (d *diff) placeAll(pods []Pod, sched *scheduler, names *namer, plan *Plan) 
 			eligible = nil
 		}
 	}
-	if w.Pin != "" {
+	if w.PinConflict != "" {
+		eligible, pinned = nil, w.PinConflict
+	} else if w.Pin != "" {
 		n, ok := sched.byName[w.Pin]
 		switch {
 		case !ok:

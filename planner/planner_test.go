@@ -294,3 +294,18 @@ func shuffle(s State, seed uint64) State {
 	r.Shuffle(len(out.Pods), func(i, j int) { out.Pods[i], out.Pods[j] = out.Pods[j], out.Pods[i] })
 	return out
 }
+
+func TestCompute_PinConflict(t *testing.T) {
+	why := "its volume claims a and b are bound to two machines (m1 and m2), and a pod runs on one"
+	s := State{
+		Workloads: []Workload{{Namespace: "default", Name: "db", Replicas: 1, SpecHash: "0123456789", Pin: "m1", PinConflict: why}},
+		Nodes:     []Node{{Name: "m1", Ready: true, MilliCPU: 1000, Memory: 1 << 30}, {Name: "m2", Ready: true, MilliCPU: 1000, Memory: 1 << 30}},
+	}
+	p, err := Compute(s, goldenNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Steps) != 0 || len(p.Unplaceable) != 1 || p.Unplaceable[0].Reason != why {
+		t.Fatalf("steps %v, unplaceable %+v; want none placed, and why", p.Steps, p.Unplaceable)
+	}
+}

@@ -69,6 +69,9 @@ type Workload struct {
 	// Pin, when set, is the only machine the pods may run on (where the
 	// data of their volume claims is), and PinReason says why.
 	Pin, PinReason string
+	// PinConflict, when set, is why no machine can take the pods (their
+	// volume claims are bound to two machines).
+	PinConflict string
 	// Together puts every pod on one machine (their volume claims are
 	// not bound yet: the first placement decides).
 	Together bool

@@ -88,17 +88,18 @@ func (c *claims) pin(d *desired) {
 		return
 	}
 	ns := d.workload.Namespace
+	first := ""
 	for _, n := range names {
 		b, ok := c.bindings[ns+"/"+n]
 		if !ok {
 			continue
 		}
 		if d.workload.Pin != "" && d.workload.Pin != b.Machine {
-			// Two claims on two machines: no machine can take the pod.
-			d.workload.PinReason = fmt.Sprintf("its volume claims are on two machines (%s on %s, and another on", n, b.Machine)
-			d.workload.Pin = "(" + d.workload.Pin + ")"
+			d.workload.PinConflict = fmt.Sprintf("its volume claims %s and %s are bound to two machines (%s and %s), and a pod runs on one",
+				first, n, d.workload.Pin, b.Machine)
 			return
 		}
+		first = n
 		d.workload.Pin, d.workload.PinReason = b.Machine, fmt.Sprintf("the data of its volume claim %s is", n)
 	}
 	d.workload.Together = d.workload.Pin == ""
