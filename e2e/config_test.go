@@ -356,4 +356,25 @@ func TestConfig_BrokenConfigIsHeld(t *testing.T) {
 	if !sameContainers(before, getPodsJSON(t, state, "held")) {
 		t.Errorf("going back to the ConfigMap of the running pods replaced them")
 	}
+
+	// A pod with a ConfigMap volume is restarted by passes only: a new
+	// one that exits fails the rollout at once (the engine's restart
+	// count stays 0), not at the progress deadline.
+	files := func(name, exitAfter string) string {
+		return writeManifest(t, name, fmt.Sprintf(strings.NewReplacer("name: held}", "name: heldfiles}", "DEMO_READY_AFTER: %q", "DEMO_EXIT_AFTER: %q, DEMO_READY_AFTER: 1s",
+			"        readinessProbe:", "        volumeMounts: [{name: config, mountPath: /etc/app}]\n        readinessProbe:",
+			"          periodSeconds: 1\n", "          periodSeconds: 1\n      volumes: [{name: config, configMap: {name: heldfiles}}]\n",
+			"progressDeadlineSeconds: 8", "progressDeadlineSeconds: 600").Replace(heldManifest), exitAfter))
+	}
+	goodFiles, badFiles := files("heldfiles.yaml", ""), files("heldfiles-bad.yaml", "300ms")
+	t.Cleanup(func() { fleet(t, state, "delete", "-f", goodFiles) })
+	applyComplete(t, state, goodFiles, "heldfiles")
+	beforeFiles := getPodsJSON(t, state, "heldfiles")
+	r = fleet(t, state, "apply", "-f", badFiles, "--timeout", "90s")
+	if r.code != 1 || !strings.Contains(r.stderr, "exited with") || !strings.Contains(r.stderr, "the pods of before are kept") {
+		t.Fatalf("apply of a ConfigMap that makes the pods exit: exit %d, want 1 saying a new pod exited and the rollout is held\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if after := getPodsJSON(t, state, "heldfiles"); !sameContainers(beforeFiles, after) {
+		t.Errorf("pods after the failed edit:\n%+v\nwant the pods of before:\n%+v", after, beforeFiles)
+	}
 }

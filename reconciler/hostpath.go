@@ -84,7 +84,8 @@ func checkHostPaths(ctx context.Context, dk Docker, machine, image string, check
 		return fmt.Errorf("check the hostPath volumes on %s: %w", machine, err)
 	}
 	defer func() {
-		if rerr := dk.ContainerRemove(context.WithoutCancel(ctx), created.ID, container.RemoveOptions{Force: true}); rerr != nil && err == nil {
+		// With its anonymous volumes: an image may declare VOLUMEs.
+		if rerr := dk.ContainerRemove(context.WithoutCancel(ctx), created.ID, container.RemoveOptions{Force: true, RemoveVolumes: true}); rerr != nil && err == nil {
 			err = fmt.Errorf("remove the hostPath check container on %s: %w", machine, rerr)
 		}
 	}()

@@ -335,7 +335,7 @@ func (r *Reconciler) Pass(ctx context.Context, opts Options) (Result, error) {
 			if err := r.rollBack(ctx, ro, ro.fail); err != nil {
 				return Result{}, err
 			}
-			res.RolledBack = append(res.RolledBack, fmt.Sprintf("%s: revision %d %s", ro.key, ro.state.FailedRevision, ro.fail))
+			res.RolledBack = append(res.RolledBack, ro.state.rolledBack(ro.key, ro.fail))
 		}
 		if err := r.saveRollouts(ctx, rolls); err != nil {
 			return Result{}, err
@@ -395,7 +395,10 @@ func (r *Reconciler) Pass(ctx context.Context, opts Options) (Result, error) {
 		d, ok := byKey[p.Namespace+"/"+p.Owner]
 		// A paused Deployment's pods of older templates count: they stay
 		// until it resumes.
-		if !ok || stopping[p.Namespace+"/"+p.Name+"@"+p.Node] || p.SpecHash != d.workload.SpecHash && !d.workload.Paused || p.Status == Unknown {
+		// Pods of the stable set of a staged or held rollout are restarted
+		// too (those restarted by passes only would stay down).
+		stable := d.workload.Stable != nil && p.SpecHash == d.workload.Stable.SpecHash
+		if !ok || stopping[p.Namespace+"/"+p.Name+"@"+p.Node] || p.SpecHash != d.workload.SpecHash && !d.workload.Paused && !stable || p.Status == Unknown {
 			continue
 		}
 		if p.Status == Running {
@@ -417,8 +420,17 @@ func (r *Reconciler) Pass(ctx context.Context, opts Options) (Result, error) {
 	ex := &executor{r: r, byKey: byKey, templates: templates, claims: pvcs, sems: map[string]chan struct{}{}, pods: obs.Pods, failed: map[string]string{}, initFailed: map[string]string{}}
 	if r.rolls != nil {
 		// A workload rolling in the background is left alone until its
-		// roll ends.
+		// roll ends, its new pods too: the roll judges them, and a pass
+		// restarting one that exited (restarted by passes only) would
+		// hide its crash from the roll.
 		plan = r.rolls.exclude(plan)
+		kept := restart[:0]
+		for _, p := range restart {
+			if key := p.Namespace + "/" + p.Owner; !(r.rolls.rolling(key) && p.SpecHash == byKey[key].workload.SpecHash) {
+				kept = append(kept, p)
+			}
+		}
+		restart = kept
 	}
 	var held time.Duration
 	if plan, held = r.inits.exclude(plan, r.now()); held > 0 && (res.RequeueAfter == 0 || held < res.RequeueAfter) {
@@ -445,7 +457,7 @@ func (r *Reconciler) Pass(ctx context.Context, opts Options) (Result, error) {
 			res.Errors = append(res.Errors, err)
 			continue
 		}
-		res.RolledBack = append(res.RolledBack, fmt.Sprintf("%s: revision %d %s", ro.key, ro.state.FailedRevision, why))
+		res.RolledBack = append(res.RolledBack, ro.state.rolledBack(ro.key, why))
 	}
 	if err := r.saveRollouts(ctx, rolls); err != nil {
 		return res, err
@@ -963,6 +975,12 @@ func (e *executor) waitReady(ctx context.Context, s planner.Run) error {
 			if insp.RestartCount >= crashLoopRestarts {
 				return rolloutFailure{fmt.Errorf("%s: new pod %s is crash-looping: container %s restarted %d times (last exit code %d)",
 					s.Node, s.Pod, containers[i].Name, insp.RestartCount, insp.State.ExitCode)}
+			}
+			if insp.State.Status == "exited" && insp.HostConfig != nil && insp.HostConfig.RestartPolicy.Name == container.RestartPolicyDisabled {
+				// A pod restarted by passes only (passesRestart): no
+				// pass restarts it while the roll waits for it.
+				return rolloutFailure{fmt.Errorf("%s: new pod %s: container %s exited with %d",
+					s.Node, s.Pod, containers[i].Name, insp.State.ExitCode)}
 			}
 		}
 		return nil

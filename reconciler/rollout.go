@@ -171,9 +171,12 @@ func (r *Reconciler) progress(ro *rolling, obs Observed, now time.Time) {
 		return total == w.Replicas && count[hash] == total && ready[hash] == total
 	}
 	if st.Revision != w.Revision || st.Hash != w.SpecHash {
-		if st.Hash != "" && st.Phase != PhaseComplete && (complete(st.Hash) || ready[st.Hash] >= w.Replicas && w.Replicas > 0) {
-			// The previous rollout finished, unseen until now (its pods
-			// all ready, while the last old ones drain).
+		wasStaged := st.Strategy == spec.Canary || st.Strategy == spec.BlueGreen
+		if st.Hash != "" && st.Phase != PhaseComplete && (complete(st.Hash) || !wasStaged && ready[st.Hash] >= w.Replicas && w.Replicas > 0) {
+			// The previous rollout finished, unseen until now (for a
+			// rolling update, its pods all ready while the last old ones
+			// drain; a staged one's ready new set may be an unpromoted
+			// preview).
 			st.StableRevision, st.StableHash = st.Revision, st.Hash
 		}
 		failed, reason, to := st.FailedRevision, st.FailedReason, st.RolledBackTo
@@ -190,7 +193,7 @@ func (r *Reconciler) progress(ro *rolling, obs Observed, now time.Time) {
 	for _, p := range obs.Pods {
 		if p.Namespace == w.Namespace && p.Owner == w.Name && p.Status != Unknown && p.SpecHash == w.SpecHash {
 			for _, c := range p.Containers {
-				if c.Restarts >= crashLoopRestarts {
+				if c.Restarts+c.Carried >= crashLoopRestarts { // the engine's restarts and fleet's
 					newCrashing++
 					break
 				}
@@ -414,6 +417,14 @@ func (r *Reconciler) rollBack(ctx context.Context, ro *rolling, reason string) e
 		StableRevision: st.StableRevision, StableHash: st.StableHash, FailedRevision: failedRev, FailedReason: reason, RolledBackTo: st.StableRevision,
 		Message: fmt.Sprintf("rolling back to revision %d's template", st.StableRevision), promote: st.promote}
 	return nil
+}
+
+// rolledBack is what a pass says of a rollout of key it gave up for why.
+func (st *RolloutState) rolledBack(key, why string) string {
+	if st.Held {
+		return fmt.Sprintf("%s: %s; held on the pods of before (what changed is not the template)", key, why)
+	}
+	return fmt.Sprintf("%s: revision %d %s", key, st.FailedRevision, why)
 }
 
 // saveRollouts records the states that changed.

@@ -141,3 +141,23 @@ func TestProgress_StagedFailures(t *testing.T) {
 		t.Errorf("first revision staged: %+v", st)
 	}
 }
+
+// A new revision arriving while the last one's pods are all ready makes
+// that one the stable set for a rolling update (its last old pods were
+// draining), but not for a blue-green preview nobody promoted.
+func TestProgress_StableOnANewRevision(t *testing.T) {
+	for _, tt := range []struct {
+		strategy   string
+		wantStable string
+	}{{spec.RollingUpdate, "new"}, {spec.BlueGreen, "old"}} {
+		t.Run(tt.strategy, func(t *testing.T) {
+			ro, st := stagedDesired(2, spec.Strategy{Type: tt.strategy, BlueGreen: &spec.BlueGreenStrategy{}})
+			*st = RolloutState{Revision: 2, Hash: "new", Strategy: tt.strategy, Phase: PhaseProgressing, StableRevision: 1, StableHash: "old"}
+			ro.d.workload.SpecHash, ro.d.workload.Revision = "newer", 3
+			(&Reconciler{}).progress(ro, obsOf(pods("old", 1, 0), pods("new", 2, 0)), time.Unix(1000, 0))
+			if st.StableHash != tt.wantStable {
+				t.Fatalf("stable %q, want %q", st.StableHash, tt.wantStable)
+			}
+		})
+	}
+}

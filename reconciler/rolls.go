@@ -53,6 +53,13 @@ func (rs *rolls) exclude(plan planner.Plan) planner.Plan {
 	return plan
 }
 
+// rolling reports whether workload key is rolling now.
+func (rs *rolls) rolling(key string) bool {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	return rs.inflight[key]
+}
+
 // failures returns why the rolls that ended since the last call failed,
 // by workload, leaving out those of a revision that is no longer desired.
 func (rs *rolls) failures(want []desired) map[string]string {

@@ -192,13 +192,16 @@ type runSpec struct {
 // are written again: after a reboot, when every container of the pod
 // stopped at once, its memory volumes are empty.
 func (e *executor) restartSandbox(ctx context.Context, dk Docker, p PodStatus) error {
+	zero := 0
 	fail := func(step string, err error) error {
+		// Stopped again, so the next pass starts over: files, init
+		// containers, containers.
+		dk.ContainerStop(context.WithoutCancel(ctx), p.Sandbox.ID, container.StopOptions{Timeout: &zero})
 		return fmt.Errorf("restart the sandbox of %s: %s: %w", p.Name, step, err)
 	}
 	if err := dk.ContainerStart(ctx, p.Sandbox.ID, container.StartOptions{}); err != nil {
 		return fail("start it", err)
 	}
-	zero := 0
 	for _, c := range p.Containers {
 		if c.State == "running" {
 			if err := dk.ContainerStop(ctx, c.ID, container.StopOptions{Timeout: &zero}); err != nil && !errdefs.IsNotFound(err) {
