@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/fleetdev/fleet/spec"
+	"github.com/fleetdev/fleet/store"
 )
 
 // configs are the ConfigMaps and Secrets of the state file, by
@@ -31,16 +32,12 @@ type configs struct {
 // Secrets).
 func (r *Reconciler) readConfigs(ctx context.Context) (*configs, error) {
 	c := &configs{maps: map[string]*spec.ConfigMap{}, secrets: map[string]*spec.Secret{}, secretGens: map[string]string{}}
-	maps, err := r.Store.List(ctx, spec.KindConfigMap, "")
+	err := eachStored(ctx, r.Store, spec.KindConfigMap, func(o store.Object, m *spec.ConfigMap) error {
+		c.maps[o.Namespace+"/"+o.Name] = m
+		return nil
+	})
 	if err != nil {
 		return nil, err
-	}
-	for _, o := range maps {
-		var m spec.ConfigMap
-		if err := json.Unmarshal(o.Spec, &m); err != nil {
-			return nil, fmt.Errorf("decode ConfigMap %s/%s from the state file: %w", o.Namespace, o.Name, err)
-		}
-		c.maps[o.Namespace+"/"+o.Name] = &m
 	}
 	secrets, err := r.Store.List(ctx, spec.KindSecret, "")
 	if err != nil {

@@ -200,13 +200,10 @@ func (r *Reconciler) log() *slog.Logger {
 }
 
 // readDesired loads every Deployment from the store, and the templates
-// of all their revisions by namespace, name and spec hash (pods of an
-// older revision are probed as their template says).
+// of all their revisions by namespace, name and revision (revisionKey):
+// every pod carries its revision, and pods of an older one are probed and
+// served as its template says.
 func (r *Reconciler) readDesired(ctx context.Context) ([]desired, map[string]*spec.PodTemplate, []*spec.Service, error) {
-	objs, err := r.Store.List(ctx, "Deployment", "")
-	if err != nil {
-		return nil, nil, nil, err
-	}
 	templates := map[string]*spec.PodTemplate{}
 	svcs, err := r.services(ctx)
 	if err != nil {
@@ -217,36 +214,26 @@ func (r *Reconciler) readDesired(ctx context.Context) ([]desired, map[string]*sp
 		return nil, nil, nil, err
 	}
 	var out []desired
-	for _, o := range objs {
-		var d spec.Deployment
-		if err := json.Unmarshal(o.Spec, &d); err != nil {
-			return nil, nil, nil, fmt.Errorf("decode Deployment %s/%s from the state file: %w", o.Namespace, o.Name, err)
-		}
+	err = eachStored(ctx, r.Store, "Deployment", func(o store.Object, d *spec.Deployment) error {
 		revs, err := r.Store.Revisions(ctx, "Deployment", o.Namespace, o.Name)
 		if err != nil {
-			return nil, nil, nil, err
+			return err
 		}
 		for _, rv := range revs {
 			var old spec.Deployment
 			if json.Unmarshal(rv.Spec, &old) == nil {
-				// Pods of a NodePort Service carry the hash with its node
-				// ports folded in.
-				templates[templateKey(o.Namespace, o.Name, old.PodSpecHash())] = &old.Template
-				templates[templateKey(o.Namespace, o.Name, podHash(o.Namespace, &old, svcs, cfg))] = &old.Template
 				templates[revisionKey(o.Namespace, o.Name, rv.Revision)] = &old.Template
 			}
 		}
-		templates[templateKey(o.Namespace, o.Name, d.PodSpecHash())] = &d.Template
 		var rev int64 = 1
 		if len(revs) > 0 {
 			rev = revs[len(revs)-1].Revision
 		}
 		cpu, mem := podRequests(d.Template.Spec)
 		np := nodePortsFor(o.Namespace, &d.Template, svcs)
-		hash := podHash(o.Namespace, &d, svcs, cfg)
-		templates[templateKey(o.Namespace, o.Name, hash)] = &d.Template
+		hash := podHash(o.Namespace, d, svcs, cfg)
 		templates[revisionKey(o.Namespace, o.Name, rev)] = &d.Template
-		dd := desired{deploy: &d, nodePorts: np, configs: cfg, workload: planner.Workload{
+		dd := desired{deploy: d, nodePorts: np, configs: cfg, workload: planner.Workload{
 			Namespace: o.Namespace, Name: o.Name, Replicas: d.Replicas, SpecHash: hash,
 			Revision: rev, MilliCPU: cpu, Memory: mem, NodeSelector: d.Template.Spec.NodeSelector,
 			HostPorts: append(hostPorts(d.Template.Spec), np.held()...),
@@ -260,6 +247,10 @@ func (r *Reconciler) readDesired(ctx context.Context) ([]desired, map[string]*sp
 			dd.workload.Paused = true
 		}
 		out = append(out, dd)
+		return nil
+	})
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	return out, templates, svcs, nil
 }
@@ -273,20 +264,32 @@ func podHash(ns string, d *spec.Deployment, svcs []*spec.Service, cfg *configs) 
 
 // services reads every Service from the state file.
 func (r *Reconciler) services(ctx context.Context) ([]*spec.Service, error) {
-	objs, err := r.Store.List(ctx, "Service", "")
-	if err != nil {
-		return nil, err
-	}
 	var out []*spec.Service
-	for _, o := range objs {
-		var s spec.Service
-		if err := json.Unmarshal(o.Spec, &s); err != nil {
-			return nil, fmt.Errorf("decode Service %s/%s from the state file: %w", o.Namespace, o.Name, err)
-		}
+	err := eachStored(ctx, r.Store, "Service", func(o store.Object, s *spec.Service) error {
 		s.Namespace, s.Name = o.Namespace, o.Name
-		out = append(out, &s)
+		out = append(out, s)
+		return nil
+	})
+	return out, err
+}
+
+// eachStored decodes every stored object of kind, in every namespace, and
+// hands it to each; a spec that does not decode is an error naming it.
+func eachStored[T any](ctx context.Context, st Store, kind string, each func(store.Object, *T) error) error {
+	objs, err := st.List(ctx, kind, "")
+	if err != nil {
+		return err
 	}
-	return out, nil
+	for _, o := range objs {
+		v := new(T)
+		if err := json.Unmarshal(o.Spec, v); err != nil {
+			return fmt.Errorf("decode %s %s/%s from the state file: %w", kind, o.Namespace, o.Name, err)
+		}
+		if err := each(o, v); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Pass runs one observe → plan → apply cycle.
@@ -417,20 +420,13 @@ func (r *Reconciler) Pass(ctx context.Context, opts Options) (Result, error) {
 		return res, err
 	}
 	r.current.Store(&passView{templates: templates, services: svcs, splits: res.splits})
-	ex := &executor{r: r, byKey: byKey, templates: templates, claims: pvcs, sems: map[string]chan struct{}{}, pods: obs.Pods, failed: map[string]string{}, initFailed: map[string]string{}}
+	ex := newExecutor(r, byKey, templates, pvcs, obs.Pods)
 	if r.rolls != nil {
 		// A workload rolling in the background is left alone until its
 		// roll ends, its new pods too: the roll judges them, and a pass
 		// restarting one that exited (restarted by passes only) would
 		// hide its crash from the roll.
-		plan = r.rolls.exclude(plan)
-		kept := restart[:0]
-		for _, p := range restart {
-			if key := p.Namespace + "/" + p.Owner; !(r.rolls.rolling(key) && p.SpecHash == byKey[key].workload.SpecHash) {
-				kept = append(kept, p)
-			}
-		}
-		restart = kept
+		plan, restart = r.rolls.exclude(plan), r.rolls.excludeNew(restart, byKey)
 	}
 	var held time.Duration
 	if plan, held = r.inits.exclude(plan, r.now()); held > 0 && (res.RequeueAfter == 0 || held < res.RequeueAfter) {
@@ -521,6 +517,11 @@ type executor struct {
 	restarted  []string
 	requeue    time.Duration
 	imagesTook time.Duration
+}
+
+func newExecutor(r *Reconciler, byKey map[string]desired, templates map[string]*spec.PodTemplate, claims *claims, pods []PodStatus) *executor {
+	return &executor{r: r, byKey: byKey, templates: templates, claims: claims, pods: pods,
+		sems: map[string]chan struct{}{}, failed: map[string]string{}, initFailed: map[string]string{}}
 }
 
 func (e *executor) sem(machine string) chan struct{} {
@@ -775,10 +776,8 @@ func (e *executor) start(ctx context.Context, s planner.Run) bool {
 // the stable set of a canary or blue-green rollout, that revision's.
 func (e *executor) template(s planner.Run) *spec.PodTemplate {
 	d := e.byKey[s.Workload]
-	if s.SpecHash != d.workload.SpecHash {
-		if t := e.templates[templateKey(d.workload.Namespace, d.workload.Name, s.SpecHash)]; t != nil {
-			return t
-		}
+	if t := e.templates[revisionKey(d.workload.Namespace, d.workload.Name, s.Revision)]; t != nil {
+		return t
 	}
 	return &d.deploy.Template
 }

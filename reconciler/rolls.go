@@ -53,11 +53,17 @@ func (rs *rolls) exclude(plan planner.Plan) planner.Plan {
 	return plan
 }
 
-// rolling reports whether workload key is rolling now.
-func (rs *rolls) rolling(key string) bool {
+// excludeNew drops the new pods of workloads rolling now from pods.
+func (rs *rolls) excludeNew(pods []PodStatus, byKey map[string]desired) []PodStatus {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
-	return rs.inflight[key]
+	kept := pods[:0]
+	for _, p := range pods {
+		if key := p.Namespace + "/" + p.Owner; !rs.inflight[key] || p.SpecHash != byKey[key].workload.SpecHash {
+			kept = append(kept, p)
+		}
+	}
+	return kept
 }
 
 // failures returns why the rolls that ended since the last call failed,
@@ -82,7 +88,7 @@ func (rs *rolls) start(e *executor, key string, steps []planner.Replace, failedI
 	rs.mu.Lock()
 	rs.inflight[key] = true
 	rs.mu.Unlock()
-	child := &executor{r: e.r, byKey: e.byKey, templates: e.templates, claims: e.claims, pods: e.pods, sems: map[string]chan struct{}{}, failed: map[string]string{}, initFailed: map[string]string{}}
+	child := newExecutor(e.r, e.byKey, e.templates, e.claims, e.pods)
 	rs.wg.Add(1)
 	go func() {
 		defer rs.wg.Done()

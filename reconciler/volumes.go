@@ -46,16 +46,12 @@ type claims struct {
 // ReadClaims reads every claim and binding.
 func ReadClaims(ctx context.Context, st Store) (*claims, error) {
 	c := &claims{objs: map[string]*spec.PersistentVolumeClaim{}, bindings: map[string]ClaimBinding{}}
-	objs, err := st.List(ctx, spec.KindPersistentVolumeClaim, "")
+	err := eachStored(ctx, st, spec.KindPersistentVolumeClaim, func(o store.Object, pvc *spec.PersistentVolumeClaim) error {
+		c.objs[o.Namespace+"/"+o.Name] = pvc
+		return nil
+	})
 	if err != nil {
 		return nil, err
-	}
-	for _, o := range objs {
-		var pvc spec.PersistentVolumeClaim
-		if err := json.Unmarshal(o.Spec, &pvc); err != nil {
-			return nil, fmt.Errorf("decode PersistentVolumeClaim %s/%s from the state file: %w", o.Namespace, o.Name, err)
-		}
-		c.objs[o.Namespace+"/"+o.Name] = &pvc
 	}
 	infos, err := st.Blobs(ctx, strings.TrimSuffix(ClaimPrefix, "/"))
 	if err != nil {
