@@ -116,28 +116,20 @@ func (c hostPathCheck) fail(found string) error {
 	return fmt.Errorf("hostPath volume %s (type %s): %s; fix the path on the machine or the volume's type", c.volume, c.Type, found)
 }
 
+// hostPathKinds is the kind of file each hostPath type asks for.
+var hostPathKinds = map[string]string{
+	"Directory": "a directory", "DirectoryOrCreate": "a directory",
+	"File": "a file", "FileOrCreate": "a file",
+	"Socket": "a UNIX socket", "CharDevice": "a character device", "BlockDevice": "a block device",
+}
+
 // mismatch says how mode is not c's type ("" when it is).
 func (c hostPathCheck) mismatch(mode os.FileMode) string {
-	var ok bool
-	want := ""
-	switch c.Type {
-	case "Directory", "DirectoryOrCreate":
-		ok, want = mode.IsDir(), "a directory"
-	case "File", "FileOrCreate":
-		ok, want = mode.IsRegular(), "a file"
-	case "Socket":
-		ok, want = mode&os.ModeSocket != 0, "a UNIX socket"
-	case "CharDevice":
-		ok, want = mode&os.ModeCharDevice != 0, "a character device"
-	case "BlockDevice":
-		ok, want = mode&os.ModeDevice != 0 && mode&os.ModeCharDevice == 0, "a block device"
-	default:
-		return ""
+	want, ok := hostPathKinds[c.Type]
+	if got := kindOf(mode); ok && got != want {
+		return fmt.Sprintf("%s is %s, not %s", c.Path, got, want)
 	}
-	if ok {
-		return ""
-	}
-	return fmt.Sprintf("%s is %s, not %s", c.Path, kindOf(mode), want)
+	return ""
 }
 
 func kindOf(mode os.FileMode) string {
