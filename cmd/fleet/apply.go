@@ -79,20 +79,17 @@ func writes(ctx context.Context, st *store.Store, objs []spec.Object, cause stri
 		known[o.Name] = true
 	}
 	var out []store.Write
-	problems, err := allocateNodePorts(ctx, st, objs)
+	services, err := st.List(ctx, "Service", "")
 	if err != nil {
 		return nil, err
 	}
+	problems := allocateNodePorts(services, objs)
 	missing, err := checkConfigRefs(ctx, st, objs)
 	if err != nil {
 		return nil, err
 	}
 	problems = append(problems, missing...)
-	lbTaken, err := checkLoadBalancerPorts(ctx, st, objs)
-	if err != nil {
-		return nil, err
-	}
-	problems = append(problems, lbTaken...)
+	problems = append(problems, checkLoadBalancerPorts(services, objs)...)
 	for _, o := range objs {
 		m := o.Metadata()
 		ns := m.Namespace
@@ -242,31 +239,32 @@ func converge(cmd *cobra.Command, s *session, g *globals, opts reconciler.Option
 	}
 	// A canary or blue-green rollout waiting for `fleet rollout promote`
 	// is as far as a wait can go.
-	paused := func(res reconciler.Result) bool {
+	// stopped is what rollouts that stop a wait say ("deployment KEY:
+	// message"), when res plans nothing more.
+	stopped := func(res reconciler.Result, stops func(*reconciler.RolloutState) bool) []string {
+		if !res.Plan.Empty() || len(res.Restarts) > 0 {
+			return nil
+		}
 		var msgs []string
 		for _, key := range slices.Sorted(maps.Keys(res.Rollouts)) {
-			if st := res.Rollouts[key]; st.WaitsForPromote() {
+			if st := res.Rollouts[key]; stops(st) {
 				msgs = append(msgs, "deployment "+key+": "+st.Message)
 			}
 		}
-		if len(msgs) == 0 || !res.Plan.Empty() || len(res.Restarts) > 0 {
-			return false
-		}
+		return msgs
+	}
+	paused := func(res reconciler.Result) bool {
+		msgs := stopped(res, (*reconciler.RolloutState).WaitsForPromote)
 		for _, m := range msgs {
 			fmt.Fprintln(out, m)
 		}
-		return true
+		return len(msgs) > 0
 	}
 	// A rollout held on the pods of before (its new pods failed, and
 	// what changed is not the template) is as far as a wait can go.
 	held := func(res reconciler.Result) error {
-		var msgs []string
-		for _, key := range slices.Sorted(maps.Keys(res.Rollouts)) {
-			if st := res.Rollouts[key]; st.Held && st.Phase == reconciler.PhaseFailed {
-				msgs = append(msgs, "deployment "+key+": "+st.Message)
-			}
-		}
-		if len(msgs) == 0 || !res.Plan.Empty() || len(res.Restarts) > 0 {
+		msgs := stopped(res, func(st *reconciler.RolloutState) bool { return st.Held && st.Phase == reconciler.PhaseFailed })
+		if len(msgs) == 0 {
 			return nil
 		}
 		return &exitError{code: 1, err: errors.New("rollout failed: " + strings.Join(msgs, "; "))}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 
@@ -10,27 +9,17 @@ import (
 )
 
 // allocateNodePorts gives every port of a NodePort Service in objs a
-// nodePort: the one it asks for, else the one it already had in the
-// state file, else the lowest free one. A nodePort another Service holds
+// nodePort: the one it asks for, else the one it already had among the
+// stored Services, else the lowest free one. A nodePort another Service holds
 // is a problem naming both.
-func allocateNodePorts(ctx context.Context, st *store.Store, objs []spec.Object) ([]string, error) {
-	stored, err := st.List(ctx, "Service", "")
-	if err != nil {
-		return nil, err
-	}
-	type holder struct{ ns, name string }
+func allocateNodePorts(stored []store.Object, objs []spec.Object) []string {
 	type nodePort struct {
 		port     int
 		protocol string
 	}
 	taken := map[nodePort]holder{}
 	previous := map[string]int{} // ns/name/port/protocol → nodePort
-	applying := map[holder]bool{}
-	for _, o := range objs {
-		if m := o.Metadata(); m.Kind == spec.KindService {
-			applying[holder{m.Namespace, m.Name}] = true
-		}
-	}
+	applying := applyingServices(objs)
 	for _, o := range stored {
 		var s spec.Service
 		if json.Unmarshal(o.Spec, &s) != nil {
@@ -90,24 +79,28 @@ func allocateNodePorts(ctx context.Context, st *store.Store, objs []spec.Object)
 		p.NodePort = next
 		taken[nodePort{next, p.Protocol}] = holder{"", "(this apply)"}
 	}
-	return problems, nil
+	return problems
+}
+
+// holder is a Service holding a port.
+type holder struct{ ns, name string }
+
+// applyingServices are the Services among objs.
+func applyingServices(objs []spec.Object) map[holder]bool {
+	out := map[holder]bool{}
+	for _, o := range objs {
+		if m := o.Metadata(); m.Kind == spec.KindService {
+			out[holder{m.Namespace, m.Name}] = true
+		}
+	}
+	return out
 }
 
 // checkLoadBalancerPorts refuses a port of a LoadBalancer Service in objs
 // that another LoadBalancer Service (of any namespace) already has: they
 // all listen on fleet's one load balancer address.
-func checkLoadBalancerPorts(ctx context.Context, st *store.Store, objs []spec.Object) ([]string, error) {
-	stored, err := st.List(ctx, "Service", "")
-	if err != nil {
-		return nil, err
-	}
-	type holder struct{ ns, name string }
-	applying := map[holder]bool{}
-	for _, o := range objs {
-		if m := o.Metadata(); m.Kind == spec.KindService {
-			applying[holder{m.Namespace, m.Name}] = true
-		}
-	}
+func checkLoadBalancerPorts(stored []store.Object, objs []spec.Object) []string {
+	applying := applyingServices(objs)
 	taken := map[string]holder{} // port/protocol → Service
 	for _, o := range stored {
 		var s spec.Service
@@ -135,5 +128,5 @@ func checkLoadBalancerPorts(ctx context.Context, st *store.Store, objs []spec.Ob
 			taken[key] = holder{s.Namespace, s.Name}
 		}
 	}
-	return problems, nil
+	return problems
 }
