@@ -100,7 +100,10 @@ spec:
 			if ev := fleet(t, state, "get", "events").stdout; !strings.Contains(ev, bad.want) {
 				t.Errorf("events do not say %q:\n%s", bad.want, ev)
 			}
-			// The pod's other container and sandbox are not left behind.
+			// The pod's other container and sandbox are not left behind
+			// by a whole pass (the apply's deadline may cut one short in
+			// the middle of a create the engine still completes).
+			fleet(t, state, "reconcile")
 			if n := len(getPodsJSON(t, state, bad.name)); n != 0 {
 				t.Errorf("%d pods of %s, want none", n, bad.name)
 			}

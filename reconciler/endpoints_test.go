@@ -11,7 +11,7 @@ func TestEndpoints(t *testing.T) {
 		{Name: "web", Ports: []spec.ContainerPort{{Name: "http", ContainerPort: 8080, Protocol: "TCP"}}},
 		{Name: "side", Ports: []spec.ContainerPort{{ContainerPort: 9090, Protocol: "TCP"}}},
 	}}}
-	templates := map[string]*spec.PodTemplate{revisionKey("default", "web", 0): tmpl}
+	templates := map[string]*spec.PodTemplate{templateKey("default", "web", "h1"): tmpl}
 	pod := func(name, node string, ready bool, webPort int) PodStatus {
 		p := PodStatus{Name: name, Namespace: "default", Owner: "web", SpecHash: "h1", Node: node, Status: Running, Ready: ready,
 			Containers: []ContainerStatus{{Name: "side", Ports: map[string]int{"9090/tcp": 40000}}, {Name: "web"}}}
@@ -64,7 +64,7 @@ func TestEndpoints(t *testing.T) {
 func TestEndpoints_PodOfAnOlderConfig(t *testing.T) {
 	tmpl := &spec.PodTemplate{Labels: map[string]string{"app": "web"}, Spec: spec.PodSpec{Containers: []spec.Container{
 		{Name: "web", Ports: []spec.ContainerPort{{Name: "http", ContainerPort: 8080, Protocol: "TCP"}}}}}}
-	templates := map[string]*spec.PodTemplate{revisionKey("default", "web", 3): tmpl}
+	templates := map[string]*spec.PodTemplate{templateKey("default", "web", "new"): tmpl, revisionKey("default", "web", 3): tmpl}
 	old := PodStatus{Name: "web-1", Namespace: "default", Owner: "web", SpecHash: "old", Revision: 3, Node: "m1", Status: Running, Ready: true,
 		Containers: []ContainerStatus{{Name: "web", Ports: map[string]int{"8080/tcp": 32001}}}}
 	svc := &spec.Service{Type: "LoadBalancer", Selector: map[string]string{"app": "web"},

@@ -104,16 +104,21 @@ func (h *Health) Stop() {
 	h.running.Wait()
 }
 
+func templateKey(ns, owner, hash string) string { return ns + "/" + owner + "@" + hash }
+
 // revisionKey keys the template of a Deployment's revision.
 func revisionKey(ns, owner string, rev int64) string {
 	return ns + "/" + owner + "#" + strconv.FormatInt(rev, 10)
 }
 
-// templateOf is the template pod p runs: its revision's. A pod whose
-// consumed ConfigMap or Secret changed since it started runs the same
-// revision under another hash; until it is replaced, it is probed and
-// serves as that template says.
+// templateOf is the template pod p runs: by its spec hash, else by its
+// revision. A pod whose consumed ConfigMap or Secret changed since it
+// started carries a hash no longer computed; until it is replaced, it is
+// probed and serves as its revision's template says.
 func templateOf(templates map[string]*spec.PodTemplate, p PodStatus) *spec.PodTemplate {
+	if t := templates[templateKey(p.Namespace, p.Owner, p.SpecHash)]; t != nil {
+		return t
+	}
 	return templates[revisionKey(p.Namespace, p.Owner, p.Revision)]
 }
 

@@ -200,9 +200,11 @@ func (r *Reconciler) log() *slog.Logger {
 }
 
 // readDesired loads every Deployment from the store, and the templates
-// of all their revisions by namespace, name and revision (revisionKey):
-// every pod carries its revision, and pods of an older one are probed and
-// served as its template says.
+// of all their revisions by namespace, name and spec hash, and by
+// revision (pods of an older revision are probed as their template says).
+// The hash keys are needed: a rollback to an earlier template renumbers
+// that revision, so the revision label of the pods that kept running it
+// names none.
 func (r *Reconciler) readDesired(ctx context.Context) ([]desired, map[string]*spec.PodTemplate, []*spec.Service, error) {
 	templates := map[string]*spec.PodTemplate{}
 	svcs, err := r.services(ctx)
@@ -222,9 +224,14 @@ func (r *Reconciler) readDesired(ctx context.Context) ([]desired, map[string]*sp
 		for _, rv := range revs {
 			var old spec.Deployment
 			if json.Unmarshal(rv.Spec, &old) == nil {
+				// Pods of a NodePort Service carry the hash with its node
+				// ports folded in.
+				templates[templateKey(o.Namespace, o.Name, old.PodSpecHash())] = &old.Template
+				templates[templateKey(o.Namespace, o.Name, podHash(o.Namespace, &old, svcs, cfg))] = &old.Template
 				templates[revisionKey(o.Namespace, o.Name, rv.Revision)] = &old.Template
 			}
 		}
+		templates[templateKey(o.Namespace, o.Name, d.PodSpecHash())] = &d.Template
 		var rev int64 = 1
 		if len(revs) > 0 {
 			rev = revs[len(revs)-1].Revision
@@ -232,6 +239,7 @@ func (r *Reconciler) readDesired(ctx context.Context) ([]desired, map[string]*sp
 		cpu, mem := podRequests(d.Template.Spec)
 		np := nodePortsFor(o.Namespace, &d.Template, svcs)
 		hash := podHash(o.Namespace, d, svcs, cfg)
+		templates[templateKey(o.Namespace, o.Name, hash)] = &d.Template
 		templates[revisionKey(o.Namespace, o.Name, rev)] = &d.Template
 		dd := desired{deploy: d, nodePorts: np, configs: cfg, workload: planner.Workload{
 			Namespace: o.Namespace, Name: o.Name, Replicas: d.Replicas, SpecHash: hash,
@@ -776,8 +784,10 @@ func (e *executor) start(ctx context.Context, s planner.Run) bool {
 // the stable set of a canary or blue-green rollout, that revision's.
 func (e *executor) template(s planner.Run) *spec.PodTemplate {
 	d := e.byKey[s.Workload]
-	if t := e.templates[revisionKey(d.workload.Namespace, d.workload.Name, s.Revision)]; t != nil {
-		return t
+	if s.SpecHash != d.workload.SpecHash {
+		if t := e.templates[templateKey(d.workload.Namespace, d.workload.Name, s.SpecHash)]; t != nil {
+			return t
+		}
 	}
 	return &d.deploy.Template
 }
